@@ -1,0 +1,94 @@
+//! The wire types the hub and its clients both speak (SPEC §5).
+//!
+//! The hub serializes these and the daemon and CLI deserialize them, so a
+//! change here changes the protocol for both sides at once.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::message::Message;
+
+/// Most messages one `POST /v1/messages` may carry.
+pub const MAX_BATCH: usize = 1000;
+/// Largest request body the hub reads (16 MiB).
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Longest long-poll wait, in seconds.
+pub const MAX_WAIT_SECS: u64 = 60;
+/// Default and largest `limit` of a long-poll.
+pub const DEFAULT_POLL_LIMIT: usize = 100;
+pub const MAX_POLL_LIMIT: usize = 1000;
+/// The SSE event name of a delivered message.
+pub const SSE_EVENT: &str = "message";
+
+/// What the hub did with one posted message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ItemStatus {
+    Accepted,
+    Duplicate,
+    Rejected,
+}
+
+/// One entry of `POST /v1/messages`'s `results`, in input order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ItemResult {
+    pub id: Option<Uuid>,
+    pub status: ItemStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PostResponse {
+    pub results: Vec<ItemResult>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckRequest {
+    pub ids: Vec<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckResponse {
+    pub acked: usize,
+}
+
+/// A message with its per-host sequence number.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sequenced {
+    pub seq: u64,
+    pub message: Message,
+}
+
+/// The answer of the long-poll `GET /v1/hosts/{host}/messages`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PollResponse {
+    pub messages: Vec<Sequenced>,
+}
+
+/// One registered host, as `GET /v1/hosts` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub id: String,
+    pub registered_at: String,
+    pub last_seen: String,
+    pub streams: usize,
+    pub pending: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostsResponse {
+    pub hosts: Vec<HostInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}
+
+/// Every error answer: `{"error": "<human sentence>"}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}

@@ -1,0 +1,193 @@
+//! The one hub client, shared by the daemon and the command line.
+//!
+//! It knows the hub's URL, the token and the timeouts, and sorts every failure
+//! into [`ClientError::Transient`] (retry later: hub down, timeout, 5xx) or
+//! [`ClientError::Rejected`] (the hub refused the request: do not retry as is).
+
+use std::time::Duration;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use reqwest_eventsource::EventSource;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::api::{
+    AckRequest, AckResponse, ErrorBody, Health, HostInfo, HostsResponse, ItemResult, PollResponse,
+    PostResponse,
+};
+use crate::config::Settings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Worth retrying: the hub is unreachable, slow, or failed on its side.
+    #[error("hub unreachable or failing: {0}")]
+    Transient(String),
+    /// The hub refused the request itself (4xx).
+    #[error("hub refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+}
+
+impl ClientError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ClientError::Transient(_))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HubClient {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl HubClient {
+    pub fn new(settings: &Settings) -> anyhow::Result<HubClient> {
+        Self::with(
+            &settings.server_url,
+            settings.token.clone(),
+            settings.http_timeout,
+        )
+    }
+
+    pub fn with(
+        server_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> anyhow::Result<HubClient> {
+        // No client-wide timeout: it would cut SSE streams. Each request sets its own.
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(HubClient {
+            http,
+            base: server_url.trim_end_matches('/').to_string(),
+            token,
+            timeout,
+        })
+    }
+
+    pub fn server_url(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    /// Posts already encoded messages as one batch (a JSON array of them).
+    pub async fn post_encoded(&self, encoded: &[Vec<u8>]) -> Result<Vec<ItemResult>, ClientError> {
+        let mut body = Vec::with_capacity(encoded.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
+        for (i, e) in encoded.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(e);
+        }
+        body.push(b']');
+        let req = self
+            .request(Method::POST, "/v1/messages")
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .timeout(self.timeout);
+        let resp: PostResponse = send(req).await?;
+        Ok(resp.results)
+    }
+
+    /// Long-poll for this host's unacked messages after `after`.
+    pub async fn poll(
+        &self,
+        host: &str,
+        after: u64,
+        limit: usize,
+        wait: Duration,
+    ) -> Result<PollResponse, ClientError> {
+        let path = format!(
+            "/v1/hosts/{host}/messages?after={after}&limit={limit}&wait={}",
+            wait.as_secs()
+        );
+        send(
+            self.request(Method::GET, &path)
+                .timeout(self.timeout + wait),
+        )
+        .await
+    }
+
+    pub async fn ack(&self, host: &str, ids: &[Uuid]) -> Result<usize, ClientError> {
+        let req = self
+            .request(Method::POST, &format!("/v1/hosts/{host}/ack"))
+            .json(&AckRequest { ids: ids.to_vec() })
+            .timeout(self.timeout);
+        let resp: AckResponse = send(req).await?;
+        Ok(resp.acked)
+    }
+
+    pub async fn hosts(&self) -> Result<Vec<HostInfo>, ClientError> {
+        let resp: HostsResponse =
+            send(self.request(Method::GET, "/v1/hosts").timeout(self.timeout)).await?;
+        Ok(resp.hosts)
+    }
+
+    pub async fn health(&self) -> Result<Health, ClientError> {
+        send(self.request(Method::GET, "/healthz").timeout(self.timeout)).await
+    }
+
+    /// An SSE stream of `host`'s messages, resuming after `last_event_id`.
+    /// The caller sets the retry policy; reqwest-eventsource resends the last
+    /// seen id as `Last-Event-ID` on every reconnect.
+    pub fn stream(&self, host: &str, last_event_id: Option<u64>) -> anyhow::Result<EventSource> {
+        let mut req = self.request(Method::GET, &format!("/v1/hosts/{host}/stream"));
+        if let Some(id) = last_event_id {
+            req = req.header("Last-Event-ID", id.to_string());
+        }
+        EventSource::new(req).map_err(|e| anyhow::anyhow!("cannot open stream: {e}"))
+    }
+}
+
+async fn send<T: DeserializeOwned>(req: RequestBuilder) -> Result<T, ClientError> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| ClientError::Transient(describe(&e)))?;
+    let status = resp.status();
+    if status.is_success() {
+        return resp
+            .json::<T>()
+            .await
+            .map_err(|e| ClientError::Transient(format!("unreadable answer: {e}")));
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<ErrorBody>(&text)
+        .map(|b| b.error)
+        .unwrap_or(text);
+    if status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+    {
+        Err(ClientError::Transient(format!("{status}: {message}")))
+    } else {
+        Err(ClientError::Rejected {
+            status: status.as_u16(),
+            message,
+        })
+    }
+}
+
+/// A reqwest error as one sentence, including its cause (e.g. "connection refused").
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

@@ -1,0 +1,338 @@
+//! The queue directories of a base dir and the one atomic-write helper.
+//!
+//! A file is visible in a queue only when it is complete and durable: every
+//! write goes to a hidden temp dir on the same file system, is fsynced, then
+//! `rename(2)`d into place, and the queue directory is fsynced so the rename
+//! itself survives a crash. Moves between queues are renames, so a message is
+//! always in exactly one queue.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+
+/// Hidden directory, inside the base dir, where files are written before the rename.
+const TMP_DIR: &str = ".tmp";
+
+/// The four message queues of a machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    Outbox,
+    Inbox,
+    Sent,
+    Failed,
+}
+
+impl Queue {
+    pub const ALL: [Queue; 4] = [Queue::Outbox, Queue::Inbox, Queue::Sent, Queue::Failed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::Outbox => "outbox",
+            Queue::Inbox => "inbox",
+            Queue::Sent => "sent",
+            Queue::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.name() == s)
+    }
+}
+
+impl std::fmt::Display for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The base dir of one machine: its queues, hooks and temp dir.
+#[derive(Debug, Clone)]
+pub struct Spool {
+    base: PathBuf,
+}
+
+impl Spool {
+    /// Opens `base`, creating it (mode 0700) and its queue directories if missing.
+    pub fn open(base: &Path) -> Result<Spool> {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(base)
+            .with_context(|| format!("creating base dir {}", base.display()))?;
+        let spool = Spool {
+            base: base.to_path_buf(),
+        };
+        for q in Queue::ALL {
+            create_dir(&spool.dir(q))?;
+        }
+        create_dir(&spool.hooks_dir())?;
+        create_dir(&spool.base.join(TMP_DIR))?;
+        Ok(spool)
+    }
+
+    /// The spool of an existing base dir, without creating anything.
+    pub fn open_existing(base: &Path) -> Option<Spool> {
+        base.is_dir().then(|| Spool {
+            base: base.to_path_buf(),
+        })
+    }
+
+    pub fn base(&self) -> &Path {
+        &self.base
+    }
+
+    pub fn dir(&self, q: Queue) -> PathBuf {
+        self.base.join(q.name())
+    }
+
+    pub fn hooks_dir(&self) -> PathBuf {
+        self.base.join("hooks")
+    }
+
+    pub fn path(&self, q: Queue, name: &str) -> PathBuf {
+        self.dir(q).join(name)
+    }
+
+    /// Writes `bytes` as `q/name` atomically and durably; replaces an existing file.
+    pub fn write(&self, q: Queue, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let dest = self.path(q, name);
+        let tmp = self.write_tmp(name, bytes)?;
+        rename(&tmp, &dest)?;
+        sync_dir(&self.dir(q))?;
+        Ok(dest)
+    }
+
+    /// Writes several files into `q` with one directory fsync for all of them.
+    /// Each file is still complete before it becomes visible.
+    pub fn write_batch(&self, q: Queue, files: &[(String, Vec<u8>)]) -> Result<()> {
+        let mut staged = Vec::with_capacity(files.len());
+        for (name, bytes) in files {
+            staged.push((self.write_tmp(name, bytes)?, self.path(q, name)));
+        }
+        for (tmp, dest) in &staged {
+            rename(tmp, dest)?;
+        }
+        if !staged.is_empty() {
+            sync_dir(&self.dir(q))?;
+        }
+        Ok(())
+    }
+
+    /// Moves `from/name` to `to/name` durably; returns the new path.
+    pub fn move_to(&self, from: Queue, name: &str, to: Queue) -> Result<PathBuf> {
+        let dest = self.path(to, name);
+        rename(&self.path(from, name), &dest)?;
+        sync_dir(&self.dir(to))?;
+        sync_dir(&self.dir(from))?;
+        Ok(dest)
+    }
+
+    /// Moves `from/name` to `failed/` with a sibling `<name>.error` saying when and why.
+    pub fn fail(&self, from: Queue, name: &str, reason: &str) -> Result<PathBuf> {
+        let note = format!("{}\n{}\n", jiff::Timestamp::now(), reason.trim_end());
+        let tmp = self.write_tmp(&format!("{name}.error"), note.as_bytes())?;
+        rename(&tmp, &self.path(Queue::Failed, &format!("{name}.error")))?;
+        self.move_to(from, name, Queue::Failed)
+    }
+
+    /// Message files in `q` (`*.json`, not hidden), sorted by name, i.e. by time.
+    pub fn list(&self, q: Queue) -> Result<Vec<String>> {
+        let dir = self.dir(q);
+        let mut names = Vec::new();
+        let entries =
+            fs::read_dir(&dir).with_context(|| format!("reading directory {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading directory {}", dir.display()))?;
+            if let Some(name) = entry.file_name().to_str() {
+                if is_message_file(name) {
+                    names.push(name.to_string());
+                }
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    pub fn read(&self, q: Queue, name: &str) -> Result<Vec<u8>> {
+        let path = self.path(q, name);
+        fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    }
+
+    /// Removes `q/name` and, in `failed/`, its `.error` sibling.
+    pub fn remove(&self, q: Queue, name: &str) -> Result<()> {
+        let path = self.path(q, name);
+        match fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+        if q == Queue::Failed {
+            let _ = fs::remove_file(self.path(q, &format!("{name}.error")));
+        }
+        Ok(())
+    }
+
+    /// Takes the daemon lock of this base dir, or explains who holds it.
+    /// The lock is an `flock(2)` on `daemon.lock`, so it dies with its process.
+    pub fn lock_daemon(&self) -> Result<DaemonLock> {
+        let path = self.base.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        if !try_flock(&file) {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            anyhow::bail!(
+                "another mesync daemon (pid {}) already uses base dir {}",
+                holder.trim(),
+                self.base.display()
+            );
+        }
+        file.set_len(0)
+            .and_then(|()| writeln!(file, "{}", std::process::id()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        Ok(DaemonLock { _file: file })
+    }
+
+    /// The pid written by the daemon that holds this base dir, if one does.
+    pub fn daemon_holder(&self) -> Option<String> {
+        let path = self.base.join(LOCK_FILE);
+        let file = File::open(&path).ok()?;
+        if try_flock(&file) {
+            // Nobody held it; dropping `file` releases our probe lock.
+            return None;
+        }
+        Some(
+            fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        )
+    }
+
+    fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .base
+            .join(TMP_DIR)
+            .join(format!("{}.{n}.{name}", std::process::id()));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        file.write_all(bytes)
+            .and_then(|()| file.sync_all())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        Ok(tmp)
+    }
+}
+
+const LOCK_FILE: &str = "daemon.lock";
+
+/// Held while a daemon runs; released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: File,
+}
+
+fn try_flock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is valid for the lifetime of `file`.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Names mesync treats as messages: `*.json`, not hidden (foreign writers use
+/// dot-files or other suffixes while a file is incomplete).
+pub fn is_message_file(name: &str) -> bool {
+    name.ends_with(".json") && !name.starts_with('.')
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).with_context(|| format!("moving {} to {}", from.display(), to.display()))
+}
+
+/// fsync of a directory makes the entries created or removed in it durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("syncing directory {}", dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn open_creates_base_0700_and_queues() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("base");
+        let spool = Spool::open(&base).unwrap();
+        let mode = fs::metadata(&base).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        for q in Queue::ALL {
+            assert!(spool.dir(q).is_dir());
+        }
+        assert!(spool.hooks_dir().is_dir());
+    }
+
+    #[test]
+    fn write_leaves_no_temp_file_and_list_skips_hidden() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        spool.write(Queue::Outbox, "b.json", b"{}").unwrap();
+        spool.write(Queue::Outbox, "a.json", b"{}").unwrap();
+        fs::write(spool.path(Queue::Outbox, ".c.json"), b"{").unwrap();
+        fs::write(spool.path(Queue::Outbox, "d.json.tmp"), b"{").unwrap();
+        assert_eq!(spool.list(Queue::Outbox).unwrap(), vec!["a.json", "b.json"]);
+        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn fail_writes_error_sibling_and_remove_drops_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        spool.write(Queue::Outbox, "a.json", b"x").unwrap();
+        spool.fail(Queue::Outbox, "a.json", "type: bad").unwrap();
+        assert!(spool.list(Queue::Outbox).unwrap().is_empty());
+        let err = fs::read_to_string(spool.path(Queue::Failed, "a.json.error")).unwrap();
+        assert!(err.contains("type: bad"));
+        spool.remove(Queue::Failed, "a.json").unwrap();
+        assert_eq!(fs::read_dir(spool.dir(Queue::Failed)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn daemon_lock_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        assert_eq!(spool.daemon_holder(), None);
+        let lock = spool.lock_daemon().unwrap();
+        let err = spool.lock_daemon().unwrap_err().to_string();
+        assert!(err.contains("another mesync daemon"), "{err}");
+        assert_eq!(spool.daemon_holder(), Some(std::process::id().to_string()));
+        drop(lock);
+        assert_eq!(spool.daemon_holder(), None);
+    }
+
+    #[test]
+    fn write_batch_makes_all_files_visible() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let files: Vec<_> = (0..5).map(|i| (format!("{i}.json"), vec![b'1'])).collect();
+        spool.write_batch(Queue::Inbox, &files).unwrap();
+        assert_eq!(spool.list(Queue::Inbox).unwrap().len(), 5);
+    }
+}
