@@ -1,0 +1,269 @@
+//! Hooks: `hooks/<type>` runs once for each received message of that type.
+//!
+//! A hook is started directly (no shell), with the message JSON on stdin and
+//! its id, type, source and inbox path in `MESYNC_*` variables; no message data
+//! ever reaches a command line. At most `hook_concurrency` hooks run at once,
+//! each is killed after `hook_timeout`, and its exit status and stderr are
+//! logged. A failing hook is not re-run. Receiving never waits for hooks: the
+//! receiver hands jobs to [`Hooks::submit`], which never blocks.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::message::{validate_type, Message};
+
+/// How long running hooks may finish after a shutdown request before they are killed.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// Most stderr bytes of one hook that reach the log.
+const STDERR_LOG_BYTES: usize = 2048;
+
+/// One message whose hook should run.
+#[derive(Debug)]
+pub struct HookJob {
+    pub hook: PathBuf,
+    pub message: Message,
+    pub json: Vec<u8>,
+    pub inbox_file: PathBuf,
+}
+
+/// The receiver's handle to the hook runner.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    // Unbounded on purpose: receiving must never wait for hooks (SPEC §6).
+    // A job exists only for a received message that has a hook, and holds that
+    // message, so the queue grows only while hooks run slower than messages of
+    // hooked types arrive; each of those messages is also a file in inbox/.
+    tx: mpsc::UnboundedSender<HookJob>,
+}
+
+impl Hooks {
+    /// Starts the runner; it stops when `cancel` fires (running hooks get a short
+    /// grace, then are killed) or, after every `Hooks` is dropped, once all queued
+    /// hooks have run (`--once`).
+    pub fn start(
+        concurrency: usize,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> (Hooks, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(dispatch(rx, concurrency.max(1), timeout, cancel));
+        (Hooks { tx }, task)
+    }
+
+    pub fn submit(&self, job: HookJob) {
+        if self.tx.send(job).is_err() {
+            tracing::warn!("hook runner stopped; a hook was not run");
+        }
+    }
+}
+
+/// The hook for `kind` in `hooks_dir` if there is one that may run.
+/// Blocks on the disk (one `stat`): call it from `spawn_blocking`.
+pub fn find(hooks_dir: &Path, kind: &str) -> Option<PathBuf> {
+    // `kind` passed the type rule when the message was parsed; check again
+    // here, where it becomes a path, so that nothing outside hooks/ can run.
+    validate_type(kind).ok()?;
+    let path = hooks_dir.join(kind);
+    if path.parent() != Some(hooks_dir) || path.file_name()? != kind {
+        return None;
+    }
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() {
+        tracing::warn!(hook = %path.display(), "hook is not a regular file; not run");
+        return None;
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        tracing::warn!(hook = %path.display(), "hook is not executable (chmod +x); not run");
+        return None;
+    }
+    Some(path)
+}
+
+async fn dispatch(
+    mut rx: mpsc::UnboundedReceiver<HookJob>,
+    concurrency: usize,
+    timeout: Duration,
+    cancel: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut running = JoinSet::new();
+    loop {
+        let job = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => break,
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => break,
+            },
+        };
+        let permit = tokio::select! {
+            _ = cancel.cancelled() => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        running.spawn(async move {
+            run_one(job, timeout).await;
+            drop(permit);
+        });
+        while running.try_join_next().is_some() {}
+    }
+    rx.close();
+    let mut skipped = 0usize;
+    while rx.try_recv().is_ok() {
+        skipped += 1;
+    }
+    if skipped > 0 {
+        tracing::warn!(skipped, "shutting down: hooks not started");
+    }
+    let grace = if cancel.is_cancelled() {
+        SHUTDOWN_GRACE
+    } else {
+        timeout + SHUTDOWN_GRACE
+    };
+    let all_done = async { while running.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, all_done).await.is_err() {
+        tracing::warn!("killing hooks still running at shutdown");
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+    }
+}
+
+/// Runs one hook to completion or timeout, and logs how it went.
+async fn run_one(job: HookJob, timeout: Duration) {
+    let id = job.message.id;
+    let mut cmd = tokio::process::Command::new(&job.hook);
+    cmd.env("MESYNC_MESSAGE_ID", id.to_string())
+        .env("MESYNC_MESSAGE_TYPE", &job.message.kind)
+        .env("MESYNC_SOURCE", &job.message.source)
+        .env("MESYNC_INBOX_FILE", &job.inbox_file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own process group, so that a timeout kills what it started too.
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(%id, hook = %job.hook.display(), "cannot start hook: {e}");
+            return;
+        }
+    };
+    let pid = child.id();
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook may exit without reading stdin; that is not an error.
+        let _ = stdin.write_all(&job.json).await;
+    }
+    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+        Ok(Ok(out)) => log_exit(&job, &out),
+        Ok(Err(e)) => tracing::warn!(%id, hook = %job.hook.display(), "hook failed: {e}"),
+        Err(_) => {
+            if let Some(pid) = pid {
+                // SAFETY: plain syscall; a negative pid names the hook's process group.
+                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+            }
+            tracing::warn!(%id, hook = %job.hook.display(), timeout_s = timeout.as_secs(),
+                "hook killed after hook_timeout; not re-run");
+        }
+    }
+}
+
+fn log_exit(job: &HookJob, out: &std::process::Output) {
+    let id = job.message.id;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = tail(stderr.trim(), STDERR_LOG_BYTES);
+    if out.status.success() {
+        tracing::debug!(%id, hook = %job.hook.display(), stderr, "hook done");
+    } else {
+        tracing::warn!(%id, hook = %job.hook.display(), status = %out.status, stderr,
+            "hook failed; not re-run, the message stays in inbox/");
+    }
+}
+
+fn tail(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Priority;
+
+    fn script(dir: &Path, name: &str, body: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn find_refuses_missing_non_executable_and_escaping_types() {
+        let tmp = tempfile::tempdir().unwrap();
+        let hooks = tmp.path().join("hooks");
+        std::fs::create_dir(&hooks).unwrap();
+        script(&hooks, "ok", "true", 0o755);
+        script(&hooks, "noexec", "true", 0o644);
+        script(tmp.path(), "outside", "true", 0o755);
+        assert_eq!(find(&hooks, "ok"), Some(hooks.join("ok")));
+        assert_eq!(find(&hooks, "noexec"), None);
+        assert_eq!(find(&hooks, "missing"), None);
+        for bad in ["../outside", "..", ".", "/bin/true", ""] {
+            assert_eq!(find(&hooks, bad), None, "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn hook_gets_stdin_and_env_and_slow_hook_is_killed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("out");
+        let body = format!(
+            "cat > {0}.stdin; echo \"$MESYNC_MESSAGE_ID $MESYNC_MESSAGE_TYPE $MESYNC_SOURCE $MESYNC_INBOX_FILE\" > {0}.env",
+            out.display()
+        );
+        let hook = script(tmp.path(), "t", &body, 0o755);
+        let slow = script(tmp.path(), "slow", "sleep 30", 0o755);
+        let msg = Message::new(
+            "t",
+            "m1",
+            None,
+            Priority::Normal,
+            serde_json::json!({"a":1}),
+        )
+        .unwrap();
+        let json = msg.to_json_bytes();
+        let cancel = CancellationToken::new();
+        let (hooks, task) = Hooks::start(2, Duration::from_millis(300), cancel);
+        let job = |hook: &Path| HookJob {
+            hook: hook.to_path_buf(),
+            message: msg.clone(),
+            json: json.clone(),
+            inbox_file: PathBuf::from("/in/x.json"),
+        };
+        hooks.submit(job(&slow));
+        hooks.submit(job(&hook));
+        drop(hooks);
+        let started = std::time::Instant::now();
+        task.await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert_eq!(std::fs::read(out.with_extension("stdin")).unwrap(), json);
+        let env = std::fs::read_to_string(out.with_extension("env")).unwrap();
+        assert_eq!(env.trim(), format!("{} t m1 /in/x.json", msg.id));
+    }
+}
