@@ -277,3 +277,33 @@ async fn ack_all(client: &HubClient, host: &str, ids: &[Uuid]) -> Result<(), usi
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Priority;
+
+    #[tokio::test]
+    async fn a_message_is_written_once_even_after_its_file_is_deleted() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
+        let mut inbox = Inbox::open(spool.clone(), Duration::from_secs(3600), tx, hooks).unwrap();
+        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
+
+        inbox.deliver(vec![msg.clone(), msg.clone()]).await.unwrap();
+        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
+        assert_eq!(rx.recv().await.unwrap(), vec![msg.id, msg.id]);
+
+        spool.remove(Queue::Inbox, &msg.file_name()).unwrap();
+        drop(inbox);
+        let (tx, mut rx) = mpsc::channel(16);
+        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
+        let mut inbox = Inbox::open(spool.clone(), Duration::from_secs(3600), tx, hooks).unwrap();
+        inbox.deliver(vec![msg.clone()]).await.unwrap();
+        assert!(spool.list(Queue::Inbox).unwrap().is_empty());
+        // Still acked: the hub re-sent it because an earlier ack was lost.
+        assert_eq!(rx.recv().await.unwrap(), vec![msg.id]);
+    }
+}

@@ -281,3 +281,89 @@ fn route(spool: &Spool, to_sent: Vec<String>, to_fail: Vec<(String, String)>) ->
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn spool() -> (tempfile::TempDir, Spool) {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        (tmp, spool)
+    }
+
+    #[test]
+    fn foreign_file_is_completed_once_and_keeps_its_id() {
+        let (_tmp, spool) = spool();
+        spool
+            .write(Queue::Outbox, "job.json", br#"{"type":"disk.full"}"#)
+            .unwrap();
+        let first = scan(&spool, "m1", 1 << 20).unwrap();
+        let second = scan(&spool, "m1", 1 << 20).unwrap();
+        assert_eq!(first.ready.len(), 1);
+        assert_eq!(first.ready[0].encoded, second.ready[0].encoded);
+        let msg = Message::parse(&spool.read(Queue::Outbox, "job.json").unwrap()).unwrap();
+        assert_eq!(msg.source, "m1");
+    }
+
+    #[test]
+    fn bad_files_are_sorted_out_and_others_ignored() {
+        let (_tmp, spool) = spool();
+        let big = format!(r#"{{"type":"t","payload":"{}"}}"#, "x".repeat(2000));
+        spool
+            .write(Queue::Outbox, "big.json", big.as_bytes())
+            .unwrap();
+        spool.write(Queue::Outbox, "half.json", b"{\"ty").unwrap();
+        spool
+            .write(Queue::Outbox, "field.json", br#"{"type":"t","x":1}"#)
+            .unwrap();
+        spool.write(Queue::Outbox, ".hidden.json", b"{").unwrap();
+        spool.write(Queue::Outbox, "note.txt", b"{").unwrap();
+        let s = scan(&spool, "m1", 1000).unwrap();
+        assert!(s.ready.is_empty());
+        let names = |v: &[(String, String)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&s.refused), vec!["big.json"]);
+        assert_eq!(names(&s.unparseable), vec!["field.json", "half.json"]);
+        assert!(
+            s.refused[0].1.contains("max_message_bytes"),
+            "{}",
+            s.refused[0].1
+        );
+    }
+
+    #[test]
+    fn passes_split_into_bounded_batches() {
+        let ready = |n: usize, size: usize| {
+            (0..n)
+                .map(|i| Ready {
+                    name: format!("{i}.json"),
+                    priority: Priority::Normal,
+                    created: Timestamp::UNIX_EPOCH,
+                    encoded: vec![b'x'; size],
+                })
+                .collect::<Vec<_>>()
+        };
+        let sizes: Vec<usize> = batches(ready(2500, 10)).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1000, 1000, 500]);
+        let big = batches(ready(40, 1 << 20));
+        assert!(big.iter().all(|b| b.len() * (1 << 20) <= MAX_BODY_BYTES));
+        assert_eq!(big.iter().map(Vec::len).sum::<usize>(), 40);
+    }
+
+    #[test]
+    fn unparseable_file_is_due_only_after_the_grace() {
+        let (_tmp, spool) = spool();
+        let client = HubClient::with("http://127.0.0.1:9", None, Duration::from_secs(1)).unwrap();
+        let mut sender = Sender::new(spool, client, "m1".into(), 1 << 20);
+        let mut report = PassReport::default();
+        let bad = || vec![("a.json".to_string(), "not JSON".to_string())];
+        assert!(sender.due_unparseable(bad(), &mut report).is_empty());
+        assert!(report.recheck_at.is_some());
+        let first = sender.first_failed["a.json"];
+        sender
+            .first_failed
+            .insert("a.json".into(), first - PARSE_GRACE);
+        assert_eq!(sender.due_unparseable(bad(), &mut report).len(), 1);
+    }
+}
