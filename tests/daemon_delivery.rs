@@ -1,0 +1,99 @@
+//! Delivery between daemons through a real hub: who gets what, hooks, and
+//! de-duplication (SPEC §4, §6).
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::*;
+use common::{wait_until, DEADLINE};
+
+#[test]
+fn broadcast_reaches_all_but_sender_and_targeted_only_its_target() {
+    let c = Cluster::start(&["m1", "m2", "m3"], &[]);
+    let all = c
+        .m(0)
+        .send("task.event", &["--payload", r#"{"job":"build"}"#]);
+    let only3 = c.m(0).send("task.event", &["--target", "m3"]);
+
+    wait_inbox_has(c.m(1), std::slice::from_ref(&all), DEADLINE);
+    wait_inbox_has(c.m(2), &[all.clone(), only3.clone()], DEADLINE);
+    wait_until("m1 outbox empty", DEADLINE, || {
+        c.m(0).files("outbox").is_empty()
+    });
+    assert_eq!(c.m(0).files("sent").len(), 2);
+    assert!(
+        c.m(0).files("inbox").is_empty(),
+        "the sender got its own broadcast"
+    );
+    assert_eq!(
+        inbox_ids(c.m(1)).len(),
+        1,
+        "m2 got the message targeted at m3"
+    );
+    let got = c.m(1).messages("inbox");
+    assert_eq!(got[0]["payload"]["job"], "build");
+    assert_eq!(got[0]["source"], "m1");
+}
+
+#[test]
+fn hook_runs_once_with_stdin_and_env_and_a_duplicate_is_dropped() {
+    // A one-second dedupe window lets the hub accept the same id again, so
+    // the daemon's own ledger is what must stop the second delivery.
+    let c = Cluster::start(&["m1", "m2"], &[("MESYNC_DEDUPE_WINDOW", "1")]);
+    let log = record_hook(c.m(1), "job.done");
+    let msg = message_json("job.done", "m1", Some("m2"));
+    let id = msg["id"].as_str().unwrap().to_string();
+    let (status, body) = post(&c.hub, &msg);
+    assert_eq!(status, 200, "{body}");
+
+    wait_until("hook ran", DEADLINE, || lines(&log).len() == 1);
+    let inbox_file = c.m(1).dir("inbox").join(&c.m(1).files("inbox")[0]);
+    let fields: Vec<String> = lines(&log)[0].split(' ').map(String::from).collect();
+    assert_eq!(fields[..3], [id.clone(), "job.done".into(), "m1".into()]);
+    assert_eq!(std::path::Path::new(&fields[3]), inbox_file);
+    let stdin: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.m(1).base.join("hook-stdin").join(&id)).unwrap())
+            .unwrap();
+    assert_eq!(stdin, msg);
+
+    // The consumer deletes the file; the hub delivers the same id again.
+    std::fs::remove_file(&inbox_file).unwrap();
+    wait_until("hub accepts the id again", DEADLINE, || {
+        std::thread::sleep(Duration::from_millis(200));
+        post(&c.hub, &msg).1["results"][0]["status"] == "accepted"
+    });
+    wait_until("m2 acked the re-delivery", DEADLINE, || {
+        host_info(&c.hub, "m2").is_some_and(|h| h["pending"] == 0)
+    });
+    assert!(c.m(1).files("inbox").is_empty(), "written a second time");
+    assert_eq!(lines(&log).len(), 1, "hook ran a second time");
+}
+
+#[test]
+fn hostile_types_never_run_anything_outside_hooks() {
+    let c = Cluster::start(&["m1", "m2"], &[]);
+    let marker = c.m(1).base.join("escaped");
+    let evil = format!("touch {}\n", marker.display());
+    // Executables where a climbing type would point.
+    install_script(&c.m(1).base.join("x"), &evil);
+    install_script(&c.m(1).base.join("evil"), &evil);
+    for kind in ["..", "../x", "../evil", ".x", "a/b"] {
+        let mut msg = message_json("t", "m1", Some("m2"));
+        msg["type"] = kind.into();
+        let (status, body) = post(&c.hub, &msg);
+        let refused = status == 400 || body["results"][0]["status"] == "rejected";
+        assert!(refused, "type {kind:?} was accepted: {status} {body}");
+    }
+    std::fs::write(c.m(0).dir("outbox").join("evil.json"), r#"{"type":"../x"}"#).unwrap();
+    wait_until("hostile outbox file failed", DEADLINE, || {
+        c.m(0).files("failed") == ["evil.json"]
+    });
+    let why = std::fs::read_to_string(c.m(0).dir("failed").join("evil.json.error")).unwrap();
+    assert!(why.contains("type"), "{why}");
+
+    // A legitimate message whose type matches the outside file runs nothing.
+    let id = c.m(0).send("x", &["--target", "m2"]);
+    wait_inbox_has(c.m(1), &[id], DEADLINE);
+    assert!(!marker.exists(), "a file outside hooks/ was run");
+}

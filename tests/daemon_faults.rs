@@ -1,0 +1,77 @@
+//! Crashes and outages lose nothing and double nothing (SPEC §4).
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::*;
+use common::{wait_until, DEADLINE};
+
+const LONG: Duration = Duration::from_secs(40);
+
+#[test]
+fn hub_down_while_sending_then_up_delivers_all_once() {
+    let mut c = Cluster::start(&["m1", "m2"], &[]);
+    c.hub.proc.kill9();
+    let ids = fill_outbox(c.m(0), "t", Some("m2"), 50);
+    let _ = c.m(0).send("t", &["--target", "m2"]);
+    wait_until("m1 tried and kept its files", DEADLINE, || {
+        c.m(0).files("outbox").len() == 51
+    });
+    c.hub.restart(&[]);
+    let mut ids = ids;
+    ids.extend(
+        c.m(0)
+            .messages("outbox")
+            .iter()
+            .filter_map(|v| v["id"].as_str().map(String::from)),
+    );
+    ids.sort();
+    ids.dedup();
+    wait_inbox_has(c.m(1), &ids, LONG);
+    wait_until("m1 outbox drained", DEADLINE, || {
+        c.m(0).files("outbox").is_empty()
+    });
+    assert_exactly_once(c.m(1), &ids);
+}
+
+#[test]
+fn kill_hub_mid_burst_loses_nothing() {
+    let mut c = Cluster::start(&["m1", "m2", "m3"], &[]);
+    let ids = fill_outbox(c.m(0), "burst", None, 1000);
+    wait_until("burst under way", DEADLINE, || {
+        !c.m(1).files("inbox").is_empty()
+    });
+    c.hub.proc.kill9();
+    c.hub.restart(&[]);
+    for i in [1, 2] {
+        wait_inbox_has(c.m(i), &ids, LONG);
+    }
+    wait_until("m1 outbox drained", DEADLINE, || {
+        c.m(0).files("outbox").is_empty()
+    });
+    for i in [1, 2] {
+        wait_until("acks settle", DEADLINE, || {
+            host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
+        });
+        assert_exactly_once(c.m(i), &ids);
+    }
+}
+
+#[test]
+fn kill_receiving_daemon_mid_burst_loses_nothing() {
+    let mut c = Cluster::start(&["m1", "m2", "m3"], &[]);
+    let ids = fill_outbox(c.m(0), "burst", None, 1000);
+    wait_until("burst under way", DEADLINE, || {
+        !c.m(1).files("inbox").is_empty()
+    });
+    c.daemons[1].kill9();
+    c.restart_daemon(1);
+    for i in [1, 2] {
+        wait_inbox_has(c.m(i), &ids, LONG);
+        wait_until("acks settle", DEADLINE, || {
+            host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
+        });
+        assert_exactly_once(c.m(i), &ids);
+    }
+}
