@@ -81,7 +81,7 @@ impl FromStr for Priority {
 
 /// What is wrong with which field of a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {reason}")]
+#[error("{field} {reason}")]
 pub struct FieldError {
     pub field: &'static str,
     pub reason: String,
@@ -394,7 +394,7 @@ mod tests {
         let err =
             Message::parse(br#"{"type":"t","source":"h","created_at":"2026-11-24T10:30:00Z"}"#)
                 .unwrap_err();
-        assert!(err.to_string().contains("id: is required"), "{err}");
+        assert!(err.to_string().contains("id is required"), "{err}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, Overrides, Settings};
 
+mod check;
 mod list;
 mod queue;
 mod remote;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Show settings and their sources, the daemon lock, the hub and queue depths
     #[command(after_help = "Example:\n  MESYNC_SERVER_URL=http://hub:8080 mesync status")]
     Status,
+    /// Check message files as the daemon would read them from outbox/
+    #[command(after_help = "Example:\n  mesync check my-message.json fixtures/valid/*.json")]
+    Check(CheckArgs),
     /// List the hosts registered at the hub
     #[command(after_help = "Example:\n  mesync hosts")]
     Hosts,
@@ -158,6 +162,13 @@ pub struct RetryArgs {
     pub ids: Vec<String>,
 }
 
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Message files to check
+    #[arg(value_name = "FILE", required = true)]
+    pub files: Vec<PathBuf>,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum FlushQueue {
     Sent,
@@ -207,6 +218,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::List(a) => list::run(&settings, a),
         Command::Retry(a) => queue::retry(&settings, a),
         Command::Flush(a) => queue::flush(&settings, a),
+        Command::Check(a) => check::run(&settings, a),
         Command::Status => status::run(&settings).await,
         Command::Hosts => remote::hosts(&settings).await,
         Command::Watch => remote::watch(&settings).await,

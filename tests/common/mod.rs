@@ -110,7 +110,16 @@ pub fn signal(pid: i32, sig: &str) {
 
 /// A command for the real binary with a clean, isolated environment.
 pub fn mesync_cmd(base: &Path) -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(bin());
+    // If the test process dies (Ctrl-C, a crash), take its children with it.
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOME", base)
