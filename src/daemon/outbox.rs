@@ -41,7 +41,7 @@ impl Outbox {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut retry_at: Option<Instant> = None;
         let mut recheck_at: Option<Instant> = None;
-        let mut hub_down = false;
+        let mut log = SendLog::default();
         let mut now_again = true;
         loop {
             if !now_again {
@@ -51,7 +51,10 @@ impl Outbox {
                     _ = cancel.cancelled() => return,
                     _ = self.hub_back.notified() => retry_at = None,
                     _ = rx.recv() => {}
-                    _ = tick.tick() => self.clean_sent().await,
+                    _ = tick.tick() => {
+                        log.flush();
+                        self.clean_sent().await;
+                    }
                     _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {}
                 }
             }
@@ -67,7 +70,7 @@ impl Outbox {
                     continue;
                 }
             };
-            log_pass(&report, &mut hub_down);
+            log.pass(&report);
             recheck_at = report.recheck_at.map(Instant::from_std);
             if report.hub_error.is_some() {
                 retry_at = Some(Instant::now() + backoff.next_delay());
@@ -91,21 +94,45 @@ impl Outbox {
     }
 }
 
-fn log_pass(report: &PassReport, hub_down: &mut bool) {
-    if report.sent > 0 {
-        tracing::info!(sent = report.sent, "messages sent to the hub");
+/// The sender's log: counts at most once a second (a burst is a few lines),
+/// an outage once when it starts and once when it ends.
+#[derive(Default)]
+struct SendLog {
+    sent: usize,
+    since: Option<Instant>,
+    hub_down: bool,
+}
+
+impl SendLog {
+    fn pass(&mut self, report: &PassReport) {
+        self.sent += report.sent;
+        tracing::debug!(sent = report.sent, failed = report.failed, "send pass");
+        match &report.hub_error {
+            Some(e) if !self.hub_down => {
+                tracing::warn!("cannot send, files stay in outbox/ and are retried: {e}");
+                self.hub_down = true;
+            }
+            Some(e) => tracing::debug!("still cannot send: {e}"),
+            None if self.hub_down && report.sent > 0 => {
+                tracing::info!("hub reachable again");
+                self.hub_down = false;
+            }
+            None => {}
+        }
+        if self
+            .since
+            .map_or(true, |t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.flush();
+        }
     }
-    match &report.hub_error {
-        Some(e) if !*hub_down => {
-            tracing::warn!("cannot send, files stay in outbox/ and are retried: {e}");
-            *hub_down = true;
+
+    fn flush(&mut self) {
+        if self.sent > 0 {
+            tracing::info!(sent = self.sent, "messages sent to the hub");
         }
-        Some(e) => tracing::debug!("still cannot send: {e}"),
-        None if *hub_down && report.sent > 0 => {
-            tracing::info!("hub reachable again");
-            *hub_down = false;
-        }
-        None => {}
+        self.sent = 0;
+        self.since = Some(Instant::now());
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use reqwest_eventsource::{retry::Never, Event, EventSource};
 use tokio::sync::Notify;
-use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
+use tokio::time::{interval_at, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
@@ -66,7 +66,8 @@ impl Receiver {
     pub async fn run(mut self, cancel: CancellationToken) {
         let mut cursor: Option<u64> = None;
         let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-        let mut tick = interval(self.poll_interval);
+        // The first tick waits a full interval: the stream is being opened meanwhile.
+        let mut tick = interval_at(Instant::now() + self.poll_interval, self.poll_interval);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             match self
