@@ -40,15 +40,21 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
-        let log = std::env::temp_dir().join(format!("mesync-test-{}-{name}.log", std::process::id()));
-        let stderr = std::fs::File::create(&log).map(Stdio::from).unwrap_or(Stdio::null());
+        let log =
+            std::env::temp_dir().join(format!("mesync-test-{}-{name}.log", std::process::id()));
+        let stderr = std::fs::File::create(&log)
+            .map(Stdio::from)
+            .unwrap_or(Stdio::null());
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()
             .expect("spawn mesync");
-        Proc { child, name: name.to_string() }
+        Proc {
+            child,
+            name: name.to_string(),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -94,7 +100,10 @@ impl Drop for Proc {
 }
 
 pub fn signal(pid: i32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A command for the real binary with a clean, isolated environment.
@@ -145,7 +154,11 @@ impl Machine {
         let mut args = vec!["send", kind];
         args.extend_from_slice(extra);
         let out = self.run(&args);
-        assert!(out.status.success(), "send failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "send failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -204,7 +217,10 @@ impl Hub {
         let tmp = tempfile::tempdir().expect("temp dir");
         let base = tmp.path().join("hubbase");
         let port = free_port();
-        let token = env.iter().find(|(k, _)| *k == "MESYNC_TOKEN").map(|(_, v)| v.to_string());
+        let token = env
+            .iter()
+            .find(|(k, _)| *k == "MESYNC_TOKEN")
+            .map(|(_, v)| v.to_string());
         let proc = spawn_hub(&base, port, env);
         let hub = Hub {
             proc,
@@ -254,7 +270,10 @@ impl Hub {
         self.with_token(self.http().delete(format!("{}{path}", self.url)))
     }
 
-    fn with_token(&self, req: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+    fn with_token(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> reqwest::blocking::RequestBuilder {
         match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
