@@ -219,7 +219,7 @@ fn token_guards_everything_but_healthz() {
     expect_error(get("/v1/hosts/a/stream?token=nope"), 401);
     // With the header, or on a stream with ?token=, it works.
     assert_eq!(hosts(&hub).len(), 0);
-    let mut s = Sse::open(&hub, "/v1/hosts/a/stream?token=s3cret", &[]);
+    let s = Sse::open(&hub, "/v1/hosts/a/stream?token=s3cret", &[]);
     assert!(s.resp_headers["content-type"]
         .to_str()
         .unwrap()
