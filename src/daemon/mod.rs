@@ -50,20 +50,88 @@ pub async fn run(settings: Settings, opts: Options) -> Result<()> {
     })
     .await
     .context("starting the daemon")??;
-    if opts.with_hub {
-        anyhow::bail!("--with-hub is not available in this build");
-    }
+    let mut settings = settings;
+    // Fired by a signal, or by the in-process hub failing.
+    let stop = CancellationToken::new();
+    let hub = if opts.with_hub {
+        Some(start_hub(&mut settings, stop.clone()).await?)
+    } else {
+        None
+    };
     let client = HubClient::new(&settings)?;
     let result = if opts.once {
         once::run(&settings, spool, client).await
     } else {
-        run_until_signal(&settings, spool, client).await
+        run_until_stopped(&settings, spool, client, stop).await
+    };
+    // The hub stops last: the daemon's final acks go to it.
+    let hub_result = match hub {
+        Some(hub) => hub.stop().await,
+        None => Ok(()),
     };
     drop(lock);
-    result
+    result.and(hub_result)
 }
 
-async fn run_until_signal(settings: &Settings, spool: Spool, client: HubClient) -> Result<()> {
+/// The hub of `--with-hub`, running in this process.
+struct LocalHub {
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl LocalHub {
+    async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        match tokio::time::timeout(SHUTDOWN_DEADLINE, self.task).await {
+            Ok(Ok(result)) => result.context("the hub failed"),
+            Ok(Err(e)) => Err(anyhow::anyhow!("the hub task failed: {e}")),
+            Err(_) => {
+                tracing::warn!("hub did not stop in time");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Binds `settings.bind`, serves the hub there, and points the daemon at it
+/// unless `server_url` was set explicitly. If the hub fails, `daemon_stop`
+/// fires so the whole process exits with the hub's error.
+async fn start_hub(settings: &mut Settings, daemon_stop: CancellationToken) -> Result<LocalHub> {
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("cannot listen on {} (bind)", settings.bind))?;
+    let addr = listener.local_addr().context("reading the hub's address")?;
+    let url_is_default = settings
+        .origins
+        .iter()
+        .any(|(k, _, src)| *k == "server_url" && *src == crate::config::Source::Default);
+    if url_is_default {
+        let ip = match addr.ip() {
+            ip if !ip.is_unspecified() => ip,
+            std::net::IpAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::IpAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        };
+        settings.server_url = format!("http://{}", std::net::SocketAddr::new(ip, addr.port()));
+    }
+    tracing::info!(%addr, server = %settings.server_url, "hub running in this process");
+    let stop = CancellationToken::new();
+    let serve = crate::hub::serve(listener, settings.clone(), stop.clone());
+    let task = tokio::spawn(async move {
+        let result = serve.await;
+        if result.is_err() {
+            daemon_stop.cancel();
+        }
+        result
+    });
+    Ok(LocalHub { stop, task })
+}
+
+async fn run_until_stopped(
+    settings: &Settings,
+    spool: Spool,
+    client: HubClient,
+    stop: CancellationToken,
+) -> Result<()> {
     let cancel = CancellationToken::new();
     let hub_back = Arc::new(Notify::new());
     let (hooks, hook_task) = hooks::Hooks::start(
@@ -107,7 +175,10 @@ async fn run_until_signal(settings: &Settings, spool: Spool, client: HubClient) 
         hook_task,
     ];
 
-    shutdown_signal().await;
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = stop.cancelled() => {}
+    }
     tracing::info!("shutting down");
     cancel.cancel();
     let all = futures::future::join_all(tasks);
