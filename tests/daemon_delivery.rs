@@ -38,9 +38,10 @@ fn broadcast_reaches_all_but_sender_and_targeted_only_its_target() {
 
 #[test]
 fn hook_runs_once_with_stdin_and_env_and_a_duplicate_is_dropped() {
-    // A one-second dedupe window lets the hub accept the same id again, so
-    // the daemon's own ledger is what must stop the second delivery.
-    let c = Cluster::start(&["m1", "m2"], &[("MESYNC_DEDUPE_WINDOW", "1")]);
+    // A one-second dedupe window (swept every `retention` seconds) lets the hub
+    // accept the same id again, so the daemon's own ledger must stop it.
+    let env = [("MESYNC_DEDUPE_WINDOW", "1"), ("MESYNC_RETENTION", "2")];
+    let c = Cluster::start(&["m1", "m2"], &env);
     let log = record_hook(c.m(1), "job.done");
     let msg = message_json("job.done", "m1", Some("m2"));
     let id = msg["id"].as_str().unwrap().to_string();
