@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind, RenameMode};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
@@ -139,7 +140,10 @@ impl SendLog {
 /// Watches `dir`; every event becomes a wake-up. Without a watcher (inotify
 /// limits) the tick still finds new files, only later.
 fn watch(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
-    let handler = move |_event: notify::Result<notify::Event>| {
+    let handler = move |event: notify::Result<notify::Event>| {
+        if event.as_ref().is_ok_and(|e| !may_add_a_file(&e.kind)) {
+            return;
+        }
         // Full means a wake-up is already pending: that one covers this event.
         let _ = tx.try_send(());
     };
@@ -151,6 +155,18 @@ fn watch(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher>
             tracing::warn!(dir = %dir.display(), "cannot watch outbox/, relying on poll_interval: {e}");
             None
         }
+    }
+}
+
+/// Whether an event may mean a new or completed file. Opening, reading and
+/// removing do not; reacting to them would make every pass (which opens the
+/// directory and its files) trigger the next one.
+fn may_add_a_file(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Remove(_) => false,
+        EventKind::Modify(ModifyKind::Name(RenameMode::From)) => false,
+        _ => true,
     }
 }
 
@@ -173,4 +189,29 @@ fn remove_older(dir: &Path, ttl: Duration) -> usize {
         }
     }
     removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{CreateKind, RemoveKind};
+
+    #[test]
+    fn only_events_that_can_bring_a_file_wake_the_sender() {
+        let wakes = [
+            EventKind::Create(CreateKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            EventKind::Any,
+        ];
+        let quiet = [
+            EventKind::Access(AccessKind::Open(AccessMode::Any)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+        ];
+        assert!(wakes.iter().all(may_add_a_file));
+        assert!(!quiet.iter().any(may_add_a_file));
+    }
 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use reqwest_eventsource::{retry::Never, Event, EventSource};
 use tokio::sync::Notify;
@@ -30,7 +31,8 @@ const MAX_POLL_PAGES: usize = 10;
 pub struct Receiver {
     client: HubClient,
     host: String,
-    inbox: Inbox,
+    /// `None` only while a write holds it (see [`Writing`]).
+    inbox: Option<Inbox>,
     poll_interval: Duration,
     /// Woken when the hub answers again, so the sender retries at once.
     hub_back: Arc<Notify>,
@@ -55,7 +57,7 @@ impl Receiver {
         Receiver {
             client,
             host,
-            inbox,
+            inbox: Some(inbox),
             poll_interval,
             hub_back,
             warned_down: false,
@@ -88,7 +90,7 @@ impl Receiver {
                     _ = cancel.cancelled() => return,
                     _ = sleep_until(until) => break,
                     _ = tick.tick() => {
-                        self.inbox.tick().await;
+                        self.tick().await;
                         self.poll_once(&mut cursor).await;
                     }
                 }
@@ -96,7 +98,9 @@ impl Receiver {
         }
     }
 
-    /// One SSE connection, from opening to its end.
+    /// One SSE connection, from opening to its end. Reading goes on while a
+    /// batch is being written, so the next batch is whatever arrived meanwhile:
+    /// one message alone is written at once, a burst in large batches.
     async fn session(
         &mut self,
         cursor: &mut Option<u64>,
@@ -113,43 +117,76 @@ impl Receiver {
         };
         es.set_retry_policy(Box::new(Never));
         let mut open = false;
+        let mut unread = Batch::default();
+        let mut broken: Option<String> = None;
+        let mut writing: Option<Writing> = None;
         loop {
-            let first = tokio::select! {
+            if writing.is_none() {
+                if cancel.is_cancelled() {
+                    // What was read but not written is not acked: the hub keeps it.
+                    return End::Cancelled;
+                }
+                if !unread.messages.is_empty() {
+                    writing = self.start_write(std::mem::take(&mut unread));
+                } else if let Some(why) = broken.take() {
+                    if open {
+                        tracing::warn!("stream from the hub ended: {why}");
+                    }
+                    return End::Dropped;
+                }
+            }
+            let reading = broken.is_none() && unread.messages.len() < MAX_EVENTS;
+            tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return End::Cancelled,
-                ev = es.next() => ev,
-                _ = tick.tick() => {
-                    self.inbox.tick().await;
+                _ = cancel.cancelled(), if writing.is_none() => return End::Cancelled,
+                done = finished(&mut writing), if writing.is_some() => {
+                    let (inbox, result) = done;
+                    self.inbox = Some(inbox);
+                    let last = writing.take().and_then(|w| w.last_seq);
+                    if let Err(e) = result {
+                        tracing::warn!("cannot write to inbox/, will retry: {e:#}");
+                        return End::Dropped;
+                    }
+                    if last.is_some() {
+                        *cursor = last;
+                    }
+                }
+                ev = es.next(), if reading => {
+                    broken = take_events(&mut es, ev, &mut unread);
+                    if std::mem::take(&mut unread.opened) {
+                        open = true;
+                        backoff.reset();
+                        self.hub_back.notify_one();
+                        self.warned_down = false;
+                        tracing::info!(host = %self.host, "stream connected");
+                    }
+                }
+                _ = tick.tick(), if writing.is_none() => {
+                    self.tick().await;
                     if !open {
                         self.poll_once(cursor).await;
                     }
-                    continue;
-                }
-            };
-            let (batch, broken) = drain(&mut es, first);
-            if batch.opened {
-                open = true;
-                backoff.reset();
-                self.hub_back.notify_one();
-                self.warned_down = false;
-                tracing::info!(host = %self.host, "stream connected");
-            }
-            if !batch.messages.is_empty() {
-                let last = batch.last_seq;
-                if let Err(e) = self.inbox.deliver(batch.messages).await {
-                    tracing::warn!("cannot write to inbox/, will retry: {e:#}");
-                    return End::Dropped;
-                }
-                if last.is_some() {
-                    *cursor = last;
                 }
             }
-            if let Some(why) = broken {
-                if open {
-                    tracing::warn!("stream from the hub ended: {why}");
-                }
-                return End::Dropped;
-            }
+        }
+    }
+
+    /// Hands `batch` to the inbox; the write runs while the stream is read on.
+    fn start_write(&mut self, batch: Batch) -> Option<Writing> {
+        let mut inbox = self.inbox.take()?;
+        let future = Box::pin(async move {
+            let result = inbox.deliver(batch.messages).await;
+            (inbox, result)
+        });
+        Some(Writing {
+            future,
+            last_seq: batch.last_seq,
+        })
+    }
+
+    async fn tick(&mut self) {
+        if let Some(inbox) = self.inbox.as_mut() {
+            inbox.tick().await;
         }
     }
 
@@ -172,7 +209,10 @@ impl Receiver {
             let full = page.len() >= MAX_POLL_LIMIT;
             let last = page.iter().map(|s| s.seq).max();
             let messages = page.into_iter().map(|s| s.message).collect();
-            if let Err(e) = self.inbox.deliver(messages).await {
+            let Some(inbox) = self.inbox.as_mut() else {
+                return;
+            };
+            if let Err(e) = inbox.deliver(messages).await {
                 tracing::warn!("cannot write to inbox/, will retry: {e:#}");
                 return;
             }
@@ -186,7 +226,22 @@ impl Receiver {
     }
 }
 
-/// Events taken from the stream in one go.
+/// A write of one batch into the inbox, in progress. It owns the inbox
+/// meanwhile and gives it back when done.
+struct Writing {
+    future: BoxFuture<'static, (Inbox, anyhow::Result<()>)>,
+    last_seq: Option<u64>,
+}
+
+/// The end of the write in progress; never, if there is none.
+async fn finished(writing: &mut Option<Writing>) -> (Inbox, anyhow::Result<()>) {
+    match writing {
+        Some(w) => (&mut w.future).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Events read from the stream and not yet written.
 #[derive(Default)]
 struct Batch {
     opened: bool,
@@ -194,18 +249,18 @@ struct Batch {
     last_seq: Option<u64>,
 }
 
-/// Takes `first` and whatever else the stream has ready right now. Returns the
-/// batch and, if the stream broke, why.
-fn drain(
+/// Adds `first` and whatever else the stream has ready right now to `batch`.
+/// Returns why the stream broke, if it did.
+fn take_events(
     es: &mut EventSource,
     first: Option<Result<Event, reqwest_eventsource::Error>>,
-) -> (Batch, Option<String>) {
-    let mut batch = Batch::default();
+    batch: &mut Batch,
+) -> Option<String> {
     let mut next = first;
     loop {
         match next {
-            None => return (batch, Some("closed".into())),
-            Some(Err(e)) => return (batch, Some(e.to_string())),
+            None => return Some("closed".into()),
+            Some(Err(e)) => return Some(e.to_string()),
             Some(Ok(Event::Open)) => batch.opened = true,
             Some(Ok(Event::Message(m))) if m.event == SSE_EVENT => {
                 match Message::parse(m.data.as_bytes()) {
@@ -221,11 +276,11 @@ fn drain(
             Some(Ok(Event::Message(_))) => {}
         }
         if batch.messages.len() >= MAX_EVENTS {
-            return (batch, None);
+            return None;
         }
         match es.next().now_or_never() {
             Some(ev) => next = ev,
-            None => return (batch, None),
+            None => return None,
         }
     }
 }
