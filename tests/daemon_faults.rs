@@ -39,10 +39,12 @@ fn hub_down_while_sending_then_up_delivers_all_once() {
 fn kill_hub_mid_burst_loses_nothing() {
     let mut c = Cluster::start(&["m1", "m2", "m3"], &[]);
     let ids = fill_outbox(c.m(0), "burst", None, 1000);
-    wait_until("burst under way", DEADLINE, || {
-        !c.m(1).files("inbox").is_empty()
-    });
+    wait_mid_burst(c.m(1));
     c.hub.proc.kill9();
+    eprintln!(
+        "hub killed with {} of 1000 in m2's inbox",
+        c.m(1).files("inbox").len()
+    );
     c.hub.restart(&[]);
     for i in [1, 2] {
         wait_inbox_has(c.m(i), &ids, LONG);
@@ -62,10 +64,12 @@ fn kill_hub_mid_burst_loses_nothing() {
 fn kill_receiving_daemon_mid_burst_loses_nothing() {
     let mut c = Cluster::start(&["m1", "m2", "m3"], &[]);
     let ids = fill_outbox(c.m(0), "burst", None, 1000);
-    wait_until("burst under way", DEADLINE, || {
-        !c.m(1).files("inbox").is_empty()
-    });
+    wait_mid_burst(c.m(1));
     c.daemons[1].kill9();
+    eprintln!(
+        "m2 killed with {} of 1000 in its inbox",
+        c.m(1).files("inbox").len()
+    );
     c.restart_daemon(1);
     for i in [1, 2] {
         wait_inbox_has(c.m(i), &ids, LONG);
@@ -74,4 +78,11 @@ fn kill_receiving_daemon_mid_burst_loses_nothing() {
         });
         assert_exactly_once(c.m(i), &ids);
     }
+}
+
+/// Waits until the first files of the burst reached `m`'s inbox (the rest is in flight).
+fn wait_mid_burst(m: &common::Machine) {
+    wait_until("burst under way", DEADLINE, || {
+        m.files("inbox").len() >= 10
+    });
 }

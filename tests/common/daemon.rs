@@ -12,11 +12,12 @@ use mesync::spool::{Queue, Spool};
 
 use super::{wait_until, Hub, Machine, Proc, DEADLINE};
 
-/// A hub and one running daemon per machine.
+/// A hub and one running daemon per machine. Fields drop in order: the
+/// daemons stop before the hub and before their base dirs are removed.
 pub struct Cluster {
+    pub daemons: Vec<Proc>,
     pub hub: Hub,
     pub machines: Vec<Machine>,
-    pub daemons: Vec<Proc>,
 }
 
 impl Cluster {
