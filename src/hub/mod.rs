@@ -59,14 +59,27 @@ pub fn router(hub: Arc<Hub>) -> Router {
 
 /// Binds `settings.bind` and serves until SIGINT/SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.bind)
-        .await
+    let listener = listen(settings.bind)
         .with_context(|| format!("cannot listen on {} (bind)", settings.bind))?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
     let result = serve(listener, settings, shutdown).await;
     signals.abort();
     result
+}
+
+/// A listener with a deep accept queue: thousands of hosts reconnect at
+/// once after a hub restart, and the default (128) would drop their SYNs
+/// and stall each for a second.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// Serves the hub on `listener` until `shutdown` is cancelled, then finishes
@@ -87,6 +100,7 @@ pub async fn serve(
         max_message_bytes: settings.max_message_bytes,
     };
     let state = Arc::new(State::new(limits));
+    raise_open_files_limit();
     let data_dir = settings.data_dir.clone();
     let opened = {
         let (state, dir) = (state.clone(), data_dir.clone());
@@ -130,10 +144,39 @@ pub async fn serve(
         .context("serving HTTP");
     stop.cancel();
     let _ = sweeper.await;
+    let writer_died = writer_gone.is_cancelled();
     writer.stop().await;
     writer_gone.cancelled().await;
+    served?;
+    if writer_died && !shutdown.is_cancelled() {
+        anyhow::bail!("the hub's store writer stopped unexpectedly; see the log above");
+    }
     tracing::info!("hub stopped");
-    served
+    Ok(())
+}
+
+/// Lets this process hold as many connections as the system allows: every
+/// host keeps a stream open, and the usual soft limit (1024 files) is far
+/// below a fleet of thousands.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let soft = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(
+                    from = soft,
+                    to = lim.rlim_max,
+                    "raised the open-files limit"
+                );
+            }
+        }
+    }
 }
 
 /// Asks the writer to expire and compact every minute (or every `retention`
