@@ -68,10 +68,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     result
 }
 
-/// A listener with a deep accept queue: thousands of hosts reconnect at
-/// once after a hub restart, and the default (128) would drop their SYNs
-/// and stall each for a second.
-fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+/// A listener for [`serve`] with a deep accept queue: thousands of hosts
+/// reconnect at once after a hub restart, and the default (128) would drop
+/// their SYNs and stall each for a second.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {
