@@ -92,33 +92,13 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let limits = Limits {
-        token: settings.token.clone(),
-        keepalive: settings.keepalive,
-        retention: settings.retention,
-        dedupe_window: settings.dedupe_window,
-        max_message_bytes: settings.max_message_bytes,
-    };
-    let state = Arc::new(State::new(limits));
     raise_open_files_limit();
-    let data_dir = settings.data_dir.clone();
-    let opened = {
-        let (state, dir) = (state.clone(), data_dir.clone());
-        tokio::task::spawn_blocking(move || replay::open(&state, &dir))
-            .await
-            .context("opening the hub store")??
-    };
-    let (store, dedupe) = opened;
     // Our own token: stopping the hub (also when its writer dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
     let writer_gone = CancellationToken::new();
-    let writer = writer::spawn(state.clone(), store, dedupe, writer_gone.clone())?;
-    let hub = Arc::new(Hub {
-        state,
-        writer: writer.clone(),
-        stop: stop.clone(),
-    });
+    let hub = open(&settings, stop.clone(), writer_gone.clone()).await?;
+    let writer = hub.writer.clone();
     let sweeper = tokio::spawn(sweep_periodically(
         writer.clone(),
         settings.retention,
@@ -127,19 +107,9 @@ pub async fn serve(
     if settings.token.is_none() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
-    tracing::info!(%addr, data_dir = %data_dir.display(), "hub listening");
-    let graceful = {
-        let (stop, gone) = (stop.clone(), writer_gone.clone());
-        async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = gone.cancelled() => tracing::error!("the store writer stopped; shutting the hub down"),
-            }
-            stop.cancel();
-        }
-    };
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "hub listening");
     let served = axum::serve(listener, router(hub))
-        .with_graceful_shutdown(graceful)
+        .with_graceful_shutdown(stop_when(stop.clone(), writer_gone.clone()))
         .await
         .context("serving HTTP");
     stop.cancel();
@@ -153,6 +123,42 @@ pub async fn serve(
     }
     tracing::info!("hub stopped");
     Ok(())
+}
+
+/// Replays the data dir and starts the writer thread.
+async fn open(
+    settings: &Settings,
+    stop: CancellationToken,
+    writer_gone: CancellationToken,
+) -> anyhow::Result<Arc<Hub>> {
+    let state = Arc::new(State::new(Limits {
+        token: settings.token.clone(),
+        keepalive: settings.keepalive,
+        retention: settings.retention,
+        dedupe_window: settings.dedupe_window,
+        max_message_bytes: settings.max_message_bytes,
+    }));
+    let (store, dedupe) = {
+        let (state, dir) = (state.clone(), settings.data_dir.clone());
+        tokio::task::spawn_blocking(move || replay::open(&state, &dir))
+            .await
+            .context("opening the hub store")??
+    };
+    let writer = writer::spawn(state.clone(), store, dedupe, writer_gone)?;
+    Ok(Arc::new(Hub {
+        state,
+        writer,
+        stop,
+    }))
+}
+
+/// Resolves when the hub is asked to stop or its store writer has died.
+async fn stop_when(stop: CancellationToken, writer_gone: CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = writer_gone.cancelled() => tracing::error!("the store writer stopped; shutting the hub down"),
+    }
+    stop.cancel();
 }
 
 /// Lets this process hold as many connections as the system allows: every
