@@ -1,0 +1,52 @@
+//! `ApiError`: every failure the hub answers with, as `{"error": "<sentence>"}`
+//! and a fitting status. Handlers and extractors return it, so no request
+//! ever gets a plain-text or empty error body from the hub.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::api::ErrorBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request itself is wrong (bad JSON, bad host id, bad query).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("missing or wrong token: send the header Authorization: Bearer <token>")]
+    Unauthorized,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed on this path")]
+    MethodNotAllowed,
+    /// Over a size or count limit; the sentence names the limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The hub cannot take the request now (store failure, shutting down);
+    /// clients treat it as transient and retry.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        (status, Json(body)).into_response()
+    }
+}

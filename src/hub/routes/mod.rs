@@ -1,0 +1,171 @@
+//! The hub's HTTP surface: the router, the extractors that turn a bad path,
+//! query or body into an `ApiError` (never axum's plain-text rejections), and
+//! the middleware for the token and request timing. Handlers live in one
+//! file per resource.
+
+mod hosts;
+mod messages;
+mod ops;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use super::Hub;
+use crate::api::MAX_BODY_BYTES;
+use crate::message::validate_host_id;
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/v1/messages", post(messages::post))
+        .route("/v1/hosts", get(hosts::list))
+        .route("/v1/hosts/{host}", delete(hosts::remove))
+        .route("/v1/hosts/{host}/messages", get(hosts::poll))
+        .route("/v1/hosts/{host}/ack", post(hosts::ack))
+        .route("/v1/hosts/{host}/stream", get(stream::host))
+        .route("/v1/stream", get(stream::feed))
+        .route("/metrics", get(ops::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/", get(ops::dashboard))
+        .route_layer(middleware::from_fn_with_state(hub.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(hub.clone(), time_request))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(hub)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint; see the HTTP API in the README".to_string())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Checks the bearer token (when one is set) on everything but `/healthz`.
+/// Stream endpoints also take `?token=`, since a browser's EventSource
+/// cannot send headers.
+async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+    let Some(expected) = hub.state.limits.token.as_deref() else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/healthz" {
+        return next.run(req).await;
+    }
+    let from_header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same_secret(t.trim(), expected));
+    let is_stream =
+        path == "/v1/stream" || (path.starts_with("/v1/hosts/") && path.ends_with("/stream"));
+    let from_query = is_stream
+        && Query::<TokenParam>::try_from_uri(req.uri())
+            .ok()
+            .and_then(|q| q.0.token)
+            .is_some_and(|t| same_secret(&t, expected));
+    if from_header || from_query {
+        next.run(req).await
+    } else {
+        ApiError::Unauthorized.into_response()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenParam {
+    token: Option<String>,
+}
+
+/// Compares without an early exit, so timing does not reveal how much of a
+/// guessed token was right.
+fn same_secret(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn time_request(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    hub.state
+        .metrics
+        .observe(&route, start.elapsed().as_secs_f64());
+    resp
+}
+
+/// A `{host}` path segment that passed the host-id rule (after percent-decoding,
+/// so `%2e%2e` and `%2F` are refused like `..` and `/`).
+pub struct HostId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for HostId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(host) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::BadRequest(format!("bad host id in path: {}", e.body_text())))?;
+        validate_host_id("host id", &host).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        Ok(HostId(host))
+    }
+}
+
+/// Query parameters, with a sentence naming the bad one on error.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Params(q.0))
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// The request body, or a 413 naming the limit / 400 with a sentence.
+pub fn body(
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "request body is over the limit of 16 MiB ({MAX_BODY_BYTES} bytes); send smaller batches"
+            ))
+        } else {
+            ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_exactly() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("", "abc"));
+    }
+}
