@@ -56,11 +56,11 @@ fn dashboard_shows_hosts_counters_and_messages_as_they_pass() {
 
 #[test]
 fn dashboard_with_a_token_asks_once_and_nothing_leaks_without_it() {
+    let hub = Hub::start_with(&[("MESYNC_TOKEN", TOKEN)]);
+    only_the_page_is_open(&hub);
     let Some(browser) = Browser::launch() else {
         return;
     };
-    let hub = Hub::start_with(&[("MESYNC_TOKEN", TOKEN)]);
-    only_the_page_is_open(&hub);
 
     let page = browser.open(&format!("{}/", hub.url));
     page.wait_for("the token form", "!document.getElementById('login').hidden");
@@ -169,4 +169,146 @@ fn send_outbox(hub: &Hub, m: &Machine) {
         assert_eq!(answer["results"][0]["status"], "accepted", "{answer}");
         std::fs::remove_file(m.dir("outbox").join(&name)).unwrap();
     }
+}
+
+/// Writes `docs/dashboard.png` for the README from a hub with a few hosts
+/// and messages: `cargo test --test dashboard -- --ignored`.
+#[test]
+#[ignore = "writes docs/dashboard.png; run by hand"]
+fn readme_screenshot() {
+    let browser = Browser::launch().expect("chromium is needed for the screenshot");
+    let hub = Hub::start();
+    let connected = ["build-01", "build-02", "web-01", "web-02", "db-primary"];
+    let streams: Vec<_> = connected
+        .iter()
+        .map(|h| hub.get(&format!("/v1/hosts/{h}/stream")).send().unwrap())
+        .collect();
+    for h in ["laptop-ana", "edge-fra-1", "ci-runner-3"] {
+        assert!(hub
+            .get(&format!("/v1/hosts/{h}/messages"))
+            .send()
+            .unwrap()
+            .status()
+            .is_success());
+    }
+    let page = browser.open(&format!("{}/", hub.url));
+    page.wait_for("the live feed", FEED_LIVE);
+    let sample = [
+        (
+            "ci-runner-3",
+            None,
+            "build.done",
+            "normal",
+            json!({"job": "api", "commit": "4f2c9e1", "ok": true}),
+        ),
+        (
+            "build-01",
+            None,
+            "deploy.start",
+            "normal",
+            json!({"service": "api", "version": "1.8.2"}),
+        ),
+        (
+            "web-01",
+            Some("db-primary"),
+            "cache.flush",
+            "low",
+            json!({"keys": "session:*"}),
+        ),
+        (
+            "build-01",
+            None,
+            "deploy.done",
+            "normal",
+            json!({"service": "api", "version": "1.8.2", "secs": 41}),
+        ),
+        (
+            "db-primary",
+            None,
+            "backup.finished",
+            "normal",
+            json!({"bytes": 73400320, "file": "db-2026-11-24.zst"}),
+        ),
+        (
+            "edge-fra-1",
+            Some("laptop-ana"),
+            "alert.disk",
+            "high",
+            json!({"mount": "/var", "used": 0.93}),
+        ),
+        ("web-02", None, "config.reload", "normal", json!({})),
+        (
+            "build-02",
+            Some("web-02"),
+            "task.event",
+            "normal",
+            json!({"step": "migrate", "state": "running"}),
+        ),
+    ];
+    let mut accepted = 0;
+    for (i, (source, target, kind, priority, payload)) in sample.iter().enumerate() {
+        let created = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(40 - 5 * i as i64);
+        let m = json!({
+            "id": uuid::Uuid::now_v7().to_string(), "type": kind, "source": source,
+            "target": target, "priority": priority, "created_at": created.to_string(),
+            "payload": payload,
+        });
+        let answer: Value = hub
+            .post("/v1/messages")
+            .json(&m)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(answer["results"][0]["status"], "accepted", "{answer}");
+        accepted += 1;
+        if i == 3 {
+            let js = format!(
+                "document.querySelector('[data-key=accepted] .value').textContent === '{accepted}'"
+            );
+            page.wait_for("the first messages counted", &js);
+        }
+    }
+    // One message twice (accepted, then duplicate), then a refused one.
+    let mut again = json!({
+        "id": uuid::Uuid::now_v7().to_string(), "type": "task.event", "source": "web-01",
+        "created_at": jiff::Timestamp::now().to_string(),
+    });
+    for _ in 0..2 {
+        hub.post("/v1/messages").json(&again).send().unwrap();
+    }
+    again["type"] = json!("../etc/passwd");
+    hub.post("/v1/messages").json(&again).send().unwrap();
+    page.wait_for(
+        "the last message counted",
+        "document.querySelector('[data-key=rejected] .value').textContent === '1'",
+    );
+    // Connected hosts have taken and acked their messages; offline ones wait.
+    for h in connected {
+        let queued: Value = hub
+            .get(&format!("/v1/hosts/{h}/messages"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let ids: Vec<&Value> = queued["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["message"]["id"])
+            .collect();
+        let acked = hub
+            .post(&format!("/v1/hosts/{h}/ack"))
+            .json(&json!({ "ids": ids }))
+            .send();
+        assert!(acked.unwrap().status().is_success());
+    }
+    for h in connected {
+        wait_for_host(&page, h, "connected", "0");
+    }
+    let png = page.screenshot(1280, 900);
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/dashboard.png");
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    std::fs::write(&out, png).unwrap();
+    drop(streams);
 }

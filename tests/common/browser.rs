@@ -53,7 +53,11 @@ impl Browser {
                 !in_ci(),
                 "CI is set but chromium is not installed; .ci/run installs it (apt-get install chromium)"
             );
-            eprintln!("NOTICE: skipping the browser test: chromium is not installed");
+            // Straight to stderr: the test harness would swallow eprintln!.
+            let _ = writeln!(
+                std::io::stderr(),
+                "NOTICE: skipping a browser test: chromium is not installed"
+            );
             return None;
         };
         let profile = tempfile::tempdir().expect("temp dir");
@@ -262,8 +266,12 @@ impl Page<'_> {
         self.call("Page.reload", json!({})).expect("reload");
     }
 
-    /// A PNG of the viewport.
-    pub fn screenshot(&self) -> Vec<u8> {
+    /// A PNG of a `width` x `height` viewport.
+    pub fn screenshot(&self, width: u32, height: u32) -> Vec<u8> {
+        let size =
+            json!({"width": width, "height": height, "deviceScaleFactor": 1, "mobile": false});
+        self.call("Emulation.setDeviceMetricsOverride", size)
+            .expect("set the viewport");
         let r = self
             .call("Page.captureScreenshot", json!({"format": "png"}))
             .expect("screenshot");
