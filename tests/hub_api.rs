@@ -193,7 +193,7 @@ fn deleting_a_host_drops_its_queue_and_never_reuses_sequence_numbers() {
 }
 
 #[test]
-fn token_guards_everything_but_healthz() {
+fn token_guards_everything_but_healthz_and_the_dashboard_page() {
     let hub = Hub::start_with(&[("MESYNC_TOKEN", "s3cret")]);
     let open = reqwest::blocking::Client::new();
     let get = |path: &str| open.get(format!("{}{path}", hub.url)).send().unwrap();
@@ -203,7 +203,6 @@ fn token_guards_everything_but_healthz() {
     for path in [
         "/v1/hosts",
         "/metrics",
-        "/",
         "/v1/hosts/a/messages",
         "/v1/hosts?token=s3cret",
     ] {
@@ -344,4 +343,43 @@ fn retention_expires_unacked_messages() {
     });
     let text = hub.get("/metrics").send().unwrap().text().unwrap();
     assert!(text.contains("mesync_messages_expired_total 1"), "{text}");
+}
+
+/// Every fixture in fixtures/invalid/ that is JSON is rejected by the hub for
+/// the rule it breaks, even with the other required fields filled in.
+#[test]
+fn every_invalid_fixture_is_rejected_naming_its_field() {
+    let hub = Hub::start();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/invalid");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read(&path).unwrap();
+        let Ok(mut value) = serde_json::from_slice::<Value>(&text) else {
+            let resp = hub.post("/v1/messages").body(text).send().unwrap();
+            assert_eq!(resp.status(), 400, "{name}");
+            checked += 1;
+            continue;
+        };
+        if let Some(obj) = value.as_object_mut() {
+            let full = message("m1", None, "unused");
+            for field in ["id", "source", "created_at"] {
+                obj.entry(field).or_insert(full[field].clone());
+            }
+        }
+        let results = post(&hub, &value);
+        assert_eq!(results.len(), 1, "{name}");
+        assert_eq!(results[0]["status"], "rejected", "{name}: {results:?}");
+        let error = results[0]["error"].as_str().unwrap();
+        let field = match name.as_str() {
+            "unknown-field" => "priorty",
+            "not-an-object" => "id",
+            n if n.starts_with("created-at") => "created_at",
+            n => n.split('-').next().unwrap(),
+        };
+        assert!(error.contains(field), "{name}: {error}");
+        checked += 1;
+    }
+    assert!(checked >= 10);
 }

@@ -1,16 +1,49 @@
-//! The page served at `GET /`: a placeholder until the dashboard (hosts,
-//! queue depths, live feed from `/v1/stream`) is built.
+//! The dashboard page served at `GET /`: registered hosts, the hub's
+//! counters and a live feed of messages. The page is one self-contained
+//! file (`assets/dashboard.html`: HTML, CSS and vanilla JS, nothing fetched
+//! from elsewhere) compiled into the binary. It holds no data, so it is
+//! served without a token; it asks for the token itself and sends it with
+//! each request (`Authorization: Bearer`, `?token=` on the stream).
+
+use axum::http::header::{self, HeaderName};
 
 /// The dashboard's HTML.
 pub fn page() -> &'static str {
-    r#"<!doctype html>
-<html lang="en">
-<head><meta charset="utf-8"><title>mesync hub</title></head>
-<body>
-<h1>mesync hub</h1>
-<p>Hosts: <a href="/v1/hosts">/v1/hosts</a>. Live feed: <code>/v1/stream</code>.
-Metrics: <a href="/metrics">/metrics</a>.</p>
-</body>
-</html>
-"#
+    include_str!("../../assets/dashboard.html")
+}
+
+/// Response headers for the page. The policy lets it talk to this hub
+/// only, so even a bug that turned message data into markup could load
+/// nothing and send nothing elsewhere; `no-cache` makes a new binary's page
+/// show up at once.
+pub const HEADERS: [(HeaderName, &str); 3] = [
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+         connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \
+         frame-ancestors 'none'",
+    ),
+    (header::CACHE_CONTROL, "no-cache"),
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::page;
+
+    #[test]
+    fn page_is_self_contained_and_never_parses_data_as_markup() {
+        let html = page();
+        for banned in [
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+        ] {
+            assert!(!html.contains(banned), "the page uses {banned}");
+        }
+        for remote in ["src=\"http", "href=\"http", "@import", "url(http"] {
+            assert!(!html.contains(remote), "the page loads {remote}...");
+        }
+    }
 }

@@ -59,14 +59,27 @@ pub fn router(hub: Arc<Hub>) -> Router {
 
 /// Binds `settings.bind` and serves until SIGINT/SIGTERM.
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(settings.bind)
-        .await
+    let listener = listen(settings.bind)
         .with_context(|| format!("cannot listen on {} (bind)", settings.bind))?;
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
     let result = serve(listener, settings, shutdown).await;
     signals.abort();
     result
+}
+
+/// A listener for [`serve`] with a deep accept queue: thousands of hosts
+/// reconnect at once after a hub restart, and the default (128) would drop
+/// their SYNs and stall each for a second.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// Serves the hub on `listener` until `shutdown` is cancelled, then finishes
@@ -79,32 +92,13 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let limits = Limits {
-        token: settings.token.clone(),
-        keepalive: settings.keepalive,
-        retention: settings.retention,
-        dedupe_window: settings.dedupe_window,
-        max_message_bytes: settings.max_message_bytes,
-    };
-    let state = Arc::new(State::new(limits));
-    let data_dir = settings.data_dir.clone();
-    let opened = {
-        let (state, dir) = (state.clone(), data_dir.clone());
-        tokio::task::spawn_blocking(move || replay::open(&state, &dir))
-            .await
-            .context("opening the hub store")??
-    };
-    let (store, dedupe) = opened;
+    raise_open_files_limit();
     // Our own token: stopping the hub (also when its writer dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
     let writer_gone = CancellationToken::new();
-    let writer = writer::spawn(state.clone(), store, dedupe, writer_gone.clone())?;
-    let hub = Arc::new(Hub {
-        state,
-        writer: writer.clone(),
-        stop: stop.clone(),
-    });
+    let hub = open(&settings, stop.clone(), writer_gone.clone()).await?;
+    let writer = hub.writer.clone();
     let sweeper = tokio::spawn(sweep_periodically(
         writer.clone(),
         settings.retention,
@@ -113,27 +107,82 @@ pub async fn serve(
     if settings.token.is_none() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
-    tracing::info!(%addr, data_dir = %data_dir.display(), "hub listening");
-    let graceful = {
-        let (stop, gone) = (stop.clone(), writer_gone.clone());
-        async move {
-            tokio::select! {
-                () = stop.cancelled() => {}
-                () = gone.cancelled() => tracing::error!("the store writer stopped; shutting the hub down"),
-            }
-            stop.cancel();
-        }
-    };
+    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "hub listening");
     let served = axum::serve(listener, router(hub))
-        .with_graceful_shutdown(graceful)
+        .with_graceful_shutdown(stop_when(stop.clone(), writer_gone.clone()))
         .await
         .context("serving HTTP");
     stop.cancel();
     let _ = sweeper.await;
+    let writer_died = writer_gone.is_cancelled();
     writer.stop().await;
     writer_gone.cancelled().await;
+    served?;
+    if writer_died && !shutdown.is_cancelled() {
+        anyhow::bail!("the hub's store writer stopped unexpectedly; see the log above");
+    }
     tracing::info!("hub stopped");
-    served
+    Ok(())
+}
+
+/// Replays the data dir and starts the writer thread.
+async fn open(
+    settings: &Settings,
+    stop: CancellationToken,
+    writer_gone: CancellationToken,
+) -> anyhow::Result<Arc<Hub>> {
+    let state = Arc::new(State::new(Limits {
+        token: settings.token.clone(),
+        keepalive: settings.keepalive,
+        retention: settings.retention,
+        dedupe_window: settings.dedupe_window,
+        max_message_bytes: settings.max_message_bytes,
+    }));
+    let (store, dedupe) = {
+        let (state, dir) = (state.clone(), settings.data_dir.clone());
+        tokio::task::spawn_blocking(move || replay::open(&state, &dir))
+            .await
+            .context("opening the hub store")??
+    };
+    let writer = writer::spawn(state.clone(), store, dedupe, writer_gone)?;
+    Ok(Arc::new(Hub {
+        state,
+        writer,
+        stop,
+    }))
+}
+
+/// Resolves when the hub is asked to stop or its store writer has died.
+async fn stop_when(stop: CancellationToken, writer_gone: CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = writer_gone.cancelled() => tracing::error!("the store writer stopped; shutting the hub down"),
+    }
+    stop.cancel();
+}
+
+/// Lets this process hold as many connections as the system allows: every
+/// host keeps a stream open, and the usual soft limit (1024 files) is far
+/// below a fleet of thousands.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let soft = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(
+                    from = soft,
+                    to = lim.rlim_max,
+                    "raised the open-files limit"
+                );
+            }
+        }
+    }
 }
 
 /// Asks the writer to expire and compact every minute (or every `retention`

@@ -282,4 +282,25 @@ mod tests {
         let err = Store::open(tmp.path(), |_, _| {}, Vec::new).err().unwrap();
         assert!(err.to_string().contains("another mesync hub"), "{err}");
     }
+
+    #[test]
+    fn roll_and_delete_oldest_keep_segments_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut store = Store::open(tmp.path(), |_, _| {}, Vec::new).unwrap();
+        store
+            .append(b"{\"op\":\"drop\",\"host\":\"a\",\"last_seq\":1}\n", 5)
+            .unwrap();
+        store.roll(b"").unwrap();
+        assert_eq!(store.active_id(), 2);
+        let oldest = store.oldest_closed().unwrap();
+        assert_eq!((oldest.id, oldest.newest_ms), (1, 5));
+        store.delete_oldest().unwrap();
+        assert!(store.oldest_closed().is_none());
+        assert!(!segment_path(tmp.path(), 1).exists());
+        drop(store);
+        let mut ids = Vec::new();
+        let store = Store::open(tmp.path(), |_, id| ids.push(id), Vec::new).unwrap();
+        assert!(ids.is_empty());
+        assert_eq!(store.active_id(), 3);
+    }
 }

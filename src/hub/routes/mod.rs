@@ -15,6 +15,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::Method;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -54,15 +55,16 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Checks the bearer token (when one is set) on everything but `/healthz`.
-/// Stream endpoints also take `?token=`, since a browser's EventSource
-/// cannot send headers.
+/// Checks the bearer token (when one is set) on everything but `/healthz`
+/// and the dashboard page (`GET /`), which holds no data: it asks for the
+/// token and sends it with each of its own requests. Stream endpoints also
+/// take `?token=`, since a browser's EventSource cannot send headers.
 async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
     let Some(expected) = hub.state.limits.token.as_deref() else {
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/healthz" {
+    if path == "/healthz" || (path == "/" && req.method() == Method::GET) {
         return next.run(req).await;
     }
     let from_header = req
@@ -155,4 +157,17 @@ pub fn body(
             ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_secret;
+
+    #[test]
+    fn secrets_match_only_exactly() {
+        assert!(same_secret("abc", "abc"));
+        assert!(!same_secret("abd", "abc"));
+        assert!(!same_secret("ab", "abc"));
+        assert!(!same_secret("", "abc"));
+    }
 }

@@ -23,6 +23,6 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
-pub async fn dashboard() -> Html<&'static str> {
-    Html(dashboard::page())
+pub async fn dashboard() -> impl IntoResponse {
+    (dashboard::HEADERS, Html(dashboard::page()))
 }
