@@ -36,6 +36,10 @@ impl ClientError {
 #[derive(Debug, Clone)]
 pub struct HubClient {
     http: reqwest::Client,
+    /// For SSE streams only: gives up on a stream that stays silent (not even
+    /// a keepalive comment) for a few keepalive periods, so a connection that
+    /// died without a word (hub host gone, NAT timeout) is noticed and replaced.
+    stream_http: reqwest::Client,
     base: String,
     token: Option<String>,
     timeout: Duration,
@@ -43,10 +47,11 @@ pub struct HubClient {
 
 impl HubClient {
     pub fn new(settings: &Settings) -> anyhow::Result<HubClient> {
-        Self::with(
+        Self::build(
             &settings.server_url,
             settings.token.clone(),
             settings.http_timeout,
+            settings.keepalive,
         )
     }
 
@@ -54,6 +59,15 @@ impl HubClient {
         server_url: &str,
         token: Option<String>,
         timeout: Duration,
+    ) -> anyhow::Result<HubClient> {
+        Self::build(server_url, token, timeout, DEFAULT_KEEPALIVE)
+    }
+
+    fn build(
+        server_url: &str,
+        token: Option<String>,
+        timeout: Duration,
+        keepalive: Duration,
     ) -> anyhow::Result<HubClient> {
         // No client-wide timeout: it would cut SSE streams. Each request sets its own.
         let http = reqwest::Client::builder()
@@ -63,6 +77,7 @@ impl HubClient {
             .build()?;
         Ok(HubClient {
             http,
+            stream_http: stream_client(timeout, keepalive)?,
             base: server_url.trim_end_matches('/').to_string(),
             token,
             timeout,
@@ -143,12 +158,29 @@ impl HubClient {
     /// The caller sets the retry policy; reqwest-eventsource resends the last
     /// seen id as `Last-Event-ID` on every reconnect.
     pub fn stream(&self, host: &str, last_event_id: Option<u64>) -> anyhow::Result<EventSource> {
-        let mut req = self.request(Method::GET, &format!("/v1/hosts/{host}/stream"));
+        let url = format!("{}/v1/hosts/{host}/stream", self.base);
+        let mut req = self.stream_http.get(url);
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
         if let Some(id) = last_event_id {
             req = req.header("Last-Event-ID", id.to_string());
         }
         EventSource::new(req).map_err(|e| anyhow::anyhow!("cannot open stream: {e}"))
     }
+}
+
+const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// The client for streams: like the main one, plus a read timeout of three
+/// keepalive periods (at least 10 s). If the hub's keepalive is longer than
+/// ours, a quiet stream is merely reopened (resuming after the last event).
+fn stream_client(timeout: Duration, keepalive: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(timeout)
+        .tcp_nodelay(true)
+        .read_timeout((keepalive * 3).max(Duration::from_secs(10)))
+        .build()?)
 }
 
 async fn send<T: DeserializeOwned>(req: RequestBuilder) -> Result<T, ClientError> {

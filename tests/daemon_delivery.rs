@@ -98,3 +98,44 @@ fn hostile_types_never_run_anything_outside_hooks() {
     wait_inbox_has(c.m(1), &[id], DEADLINE);
     assert!(!marker.exists(), "a file outside hooks/ was run");
 }
+
+#[test]
+fn start_with_hub_runs_both_roles_in_one_process() {
+    let port = common::free_port();
+    let a = common::Machine::new("a", &format!("http://127.0.0.1:{port}"));
+    // No MESYNC_SERVER_URL: the daemon must find its own hub.
+    let mut cmd = common::mesync_cmd(&a.base);
+    cmd.env("MESYNC_HOST_ID", "a")
+        .env("MESYNC_POLL_INTERVAL", "1")
+        .env("MESYNC_BIND", format!("127.0.0.1:{port}"))
+        .args(["start", "--with-hub"]);
+    let mut both = common::Proc::spawn("with-hub-a", cmd);
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    wait_until("hub answers", DEADLINE, || {
+        reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success())
+    });
+    let b = common::Machine::new("b", &a.server_url);
+    let _db = b.start_daemon();
+    let to_a = b.send("t", &["--target", "a"]);
+    wait_inbox_has(&a, &[to_a], DEADLINE);
+    let to_b = a.send("t", &["--target", "b"]);
+    wait_inbox_has(&b, &[to_b], DEADLINE);
+    assert!(both.terminate().success());
+}
+
+#[test]
+fn a_token_protected_hub_delivers_to_daemons_with_the_token() {
+    let hub = common::Hub::start_with(&[("MESYNC_TOKEN", "s3cret")]);
+    let (a, b) = (hub.machine("a"), hub.machine("b"));
+    let start = |m: &common::Machine| {
+        let mut cmd = m.cmd();
+        cmd.env("MESYNC_TOKEN", "s3cret").arg("start");
+        common::Proc::spawn(&format!("daemon-{}", m.host), cmd)
+    };
+    let (_da, _db) = (start(&a), start(&b));
+    let id = a.send("t", &["--target", "b"]);
+    wait_inbox_has(&b, &[id], DEADLINE);
+    wait_until("acked", DEADLINE, || {
+        host_info(&hub, "b").is_some_and(|h| h["pending"] == 0)
+    });
+}

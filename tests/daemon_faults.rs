@@ -82,7 +82,5 @@ fn kill_receiving_daemon_mid_burst_loses_nothing() {
 
 /// Waits until the first files of the burst reached `m`'s inbox (the rest is in flight).
 fn wait_mid_burst(m: &common::Machine) {
-    wait_until("burst under way", DEADLINE, || {
-        m.files("inbox").len() >= 10
-    });
+    wait_until("burst under way", DEADLINE, || m.files("inbox").len() >= 10);
 }
