@@ -99,6 +99,7 @@ impl Inbox {
 
         for w in &written {
             self.received.insert(w.message.id, now);
+            tracing::debug!(id = %w.message.id, kind = %w.message.kind, source = %w.message.source, "received");
         }
         self.count(written.len(), duplicates);
         // Only now, with files and ledger durable, may the hub forget them.

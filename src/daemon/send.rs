@@ -261,7 +261,10 @@ fn route(spool: &Spool, to_sent: Vec<String>, to_fail: Vec<(String, String)>) ->
             spool.path(Queue::Sent, name),
         );
         match std::fs::rename(&from, &to) {
-            Ok(()) => moved += 1,
+            Ok(()) => {
+                moved += 1;
+                tracing::debug!(file = %name, "sent");
+            }
             // Gone meanwhile: the hub has it, nothing to archive.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => tracing::warn!("cannot move outbox/{name} to sent/: {e}"),
