@@ -43,7 +43,8 @@ pub struct Receiver {
 /// Why a stream session ended.
 enum End {
     Cancelled,
-    Dropped,
+    /// The stream failed or ended, for this reason.
+    Dropped(String),
 }
 
 impl Receiver {
@@ -77,11 +78,13 @@ impl Receiver {
                 .await
             {
                 End::Cancelled => return,
-                End::Dropped => {}
-            }
-            if !self.warned_down {
-                tracing::warn!(server = %self.client.server_url(), "stream from the hub is down; reconnecting with backoff, long-polling meanwhile");
-                self.warned_down = true;
+                End::Dropped(why) if self.warned_down => {
+                    tracing::debug!("stream still down: {why}");
+                }
+                End::Dropped(why) => {
+                    tracing::warn!(server = %self.client.server_url(), "stream from the hub is down ({why}); reconnecting with backoff, long-polling meanwhile");
+                    self.warned_down = true;
+                }
             }
             let until = Instant::now() + backoff.next_delay();
             loop {
@@ -111,8 +114,7 @@ impl Receiver {
         let mut es = match self.client.stream(&self.host, *cursor) {
             Ok(es) => es,
             Err(e) => {
-                tracing::warn!("{e:#}");
-                return End::Dropped;
+                return End::Dropped(format!("{e:#}"));
             }
         };
         es.set_retry_policy(Box::new(Never));
@@ -129,10 +131,7 @@ impl Receiver {
                 if !unread.messages.is_empty() {
                     writing = self.start_write(std::mem::take(&mut unread));
                 } else if let Some(why) = broken.take() {
-                    if open {
-                        tracing::warn!("stream from the hub ended: {why}");
-                    }
-                    return End::Dropped;
+                    return End::Dropped(why);
                 }
             }
             let reading = broken.is_none() && unread.messages.len() < MAX_EVENTS;
@@ -144,8 +143,7 @@ impl Receiver {
                     self.inbox = Some(inbox);
                     let last = writing.take().and_then(|w| w.last_seq);
                     if let Err(e) = result {
-                        tracing::warn!("cannot write to inbox/, will retry: {e:#}");
-                        return End::Dropped;
+                        return End::Dropped(format!("cannot write to inbox/: {e:#}"));
                     }
                     if last.is_some() {
                         *cursor = last;
