@@ -127,15 +127,37 @@ fn start_with_hub_runs_both_roles_in_one_process() {
 fn a_token_protected_hub_delivers_to_daemons_with_the_token() {
     let hub = common::Hub::start_with(&[("MESYNC_TOKEN", "s3cret")]);
     let (a, b) = (hub.machine("a"), hub.machine("b"));
-    let start = |m: &common::Machine| {
-        let mut cmd = m.cmd();
-        cmd.env("MESYNC_TOKEN", "s3cret").arg("start");
-        common::Proc::spawn(&format!("daemon-{}", m.host), cmd)
-    };
-    let (_da, _db) = (start(&a), start(&b));
+    let token = [("MESYNC_TOKEN", "s3cret")];
+    let (_da, _db) = (start_daemon_with(&a, &token), start_daemon_with(&b, &token));
     let id = a.send("t", &["--target", "b"]);
     wait_inbox_has(&b, &[id], DEADLINE);
     wait_until("acked", DEADLINE, || {
         host_info(&hub, "b").is_some_and(|h| h["pending"] == 0)
+    });
+}
+
+#[test]
+fn a_slow_hook_neither_holds_up_receiving_nor_outlives_its_timeout() {
+    let hub = common::Hub::start();
+    let (a, b) = (hub.machine("a"), hub.machine("b"));
+    let pids = b.base.join("slow.pids");
+    let body = format!("echo $$ >> {}\nexec sleep 30\n", pids.display());
+    install_script(&b.base.join("hooks").join("slow"), &body);
+    let env = [
+        ("MESYNC_HOOK_TIMEOUT", "2"),
+        ("MESYNC_HOOK_CONCURRENCY", "1"),
+    ];
+    let _db = start_daemon_with(&b, &env);
+    let _da = a.start_daemon();
+    let ids: Vec<String> = (0..3).map(|_| a.send("slow", &["--target", "b"])).collect();
+    // All three arrive while the first hook is still sleeping.
+    wait_inbox_has(&b, &ids, DEADLINE);
+    assert!(lines(&pids).len() <= 1, "receiving waited for hooks");
+    // One at a time, each killed after its timeout.
+    wait_until("three hooks started", DEADLINE, || lines(&pids).len() == 3);
+    wait_until("every hook killed", DEADLINE, || {
+        lines(&pids)
+            .iter()
+            .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
     });
 }

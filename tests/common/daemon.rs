@@ -55,6 +55,13 @@ impl Cluster {
     }
 }
 
+/// Starts `mesync start` for `m` with extra environment variables.
+pub fn start_daemon_with(m: &Machine, env: &[(&str, &str)]) -> Proc {
+    let mut cmd = m.cmd();
+    cmd.envs(env.iter().copied()).arg("start");
+    Proc::spawn(&format!("daemon-{}", m.host), cmd)
+}
+
 /// `GET /v1/hosts` entry for `host`, if registered.
 pub fn host_info(hub: &Hub, host: &str) -> Option<serde_json::Value> {
     let resp = hub.get("/v1/hosts").send().ok()?;
