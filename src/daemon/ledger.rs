@@ -73,8 +73,7 @@ impl LedgerFile {
 
     /// Rewrites the ledger with only `received` (after pruning it in memory).
     pub fn compact(&mut self, received: &Received) -> Result<()> {
-        rewrite(&self.path, received)?;
-        self.file = open_append(&self.path)?;
+        self.file = rewrite(&self.path, received)?;
         Ok(())
     }
 }
@@ -121,15 +120,23 @@ fn load(path: &Path, keep: Duration) -> Result<(Received, usize)> {
 }
 
 /// Atomic replacement: a crash leaves either the old or the new ledger, whole.
-fn rewrite(path: &Path, received: &Received) -> Result<()> {
+/// Returns the append handle of the new ledger, opened before the rename so
+/// that appends can never go to the replaced file.
+fn rewrite(path: &Path, received: &Received) -> Result<File> {
     let tmp = path.with_file_name(format!(".{LEDGER_FILE}.tmp"));
+    // A leftover from a crash mid-rewrite is stale: the ledger itself is whole.
+    let _ = fs::remove_file(&tmp);
     let mut text = String::with_capacity(received.len() * 48);
     let mut entries: Vec<_> = received.iter().collect();
     entries.sort_by_key(|(_, t)| **t);
     for (id, t) in entries {
         text.push_str(&format!("{id} {t}\n"));
     }
-    let mut file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create_new(true)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", tmp.display()))?;
@@ -137,7 +144,7 @@ fn rewrite(path: &Path, received: &Received) -> Result<()> {
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
     }
-    Ok(())
+    Ok(file)
 }
 
 fn open_append(path: &Path) -> Result<File> {
@@ -185,6 +192,20 @@ mod tests {
         assert!(received.contains_key(&new));
         let text = fs::read_to_string(tmp.path().join(LEDGER_FILE)).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
+    #[test]
+    fn compact_keeps_appending_to_the_new_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (mut ledger, mut received) = LedgerFile::open(tmp.path(), WEEK).unwrap();
+        let (old, new) = (Uuid::now_v7(), Uuid::now_v7());
+        ledger.append(&[old], 1000).unwrap();
+        received.insert(old, 1000);
+        assert_eq!(prune(&mut received, WEEK, unix_now()), 1);
+        ledger.compact(&received).unwrap();
+        ledger.append(&[new], unix_now()).unwrap();
+        let (_, received) = LedgerFile::open(tmp.path(), WEEK).unwrap();
+        assert_eq!(received.keys().collect::<Vec<_>>(), vec![&new]);
     }
 
     #[test]

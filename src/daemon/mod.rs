@@ -39,7 +39,7 @@ pub struct Options {
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
 /// Batches of ids waiting for the acker. When it falls this far behind (the
 /// hub is failing), receiving waits for it: the backpressure we want.
-pub(crate) const ACK_QUEUE: usize = 256;
+const ACK_QUEUE: usize = 256;
 
 pub async fn run(settings: Settings, opts: Options) -> Result<()> {
     let base = settings.base_dir.clone();
