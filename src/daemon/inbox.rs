@@ -189,7 +189,7 @@ fn write_durably(
             .iter()
             .map(|m| (m.file_name(), m.to_json_bytes()))
             .collect();
-        write_inbox(spool, &files)?;
+        spool.write_batch(Queue::Inbox, &files)?;
         let ids: Vec<Uuid> = new.iter().map(|m| m.id).collect();
         ledger.append(&ids, now)?;
         let hooks_dir = spool.hooks_dir();
@@ -213,33 +213,6 @@ fn write_durably(
             .collect())
     })();
     (ledger, result)
-}
-
-/// Files per writer thread below which one thread writes a batch alone.
-const FILES_PER_WRITER: usize = 64;
-const MAX_WRITERS: usize = 4;
-
-/// Writes a batch of inbox files. Each file needs its own fsync, and fsyncs
-/// issued together share the file system's journal commits, so a large batch
-/// is split over a few threads; this roughly halves the time of a burst.
-/// Within one batch, files may therefore appear out of order (the batch is
-/// written completely before anything of it is acked, and before the next).
-fn write_inbox(spool: &Spool, files: &[(String, Vec<u8>)]) -> Result<()> {
-    let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
-    if writers == 1 {
-        return spool.write_batch(Queue::Inbox, files);
-    }
-    let chunk = files.len().div_ceil(writers);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = files
-            .chunks(chunk)
-            .map(|part| scope.spawn(move || spool.write_batch(Queue::Inbox, part)))
-            .collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join()
-                .map_err(|_| anyhow::anyhow!("an inbox writer thread panicked"))?
-        })
-    })
 }
 
 /// Sends the ids the inbox queued, in as few requests as possible, retrying

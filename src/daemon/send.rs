@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ItemStatus, MAX_BATCH, MAX_BODY_BYTES};
 use crate::client::{ClientError, HubClient};
 use crate::message::{Draft, Fill, MessageError, Priority};
-use crate::spool::{sync_dir, Queue, Spool};
+use crate::spool::{Queue, Spool};
 
 /// An unparseable file may still be being written by a careless program;
 /// it goes to failed/ only when it still fails this long after first seen.
@@ -254,28 +254,10 @@ fn prepare(
 
 /// Moves sent files to sent/ (one directory fsync for all) and refused ones to failed/.
 fn route(spool: &Spool, to_sent: Vec<String>, to_fail: Vec<(String, String)>) -> Result<()> {
-    let mut moved = 0;
-    for name in &to_sent {
-        let (from, to) = (
-            spool.path(Queue::Outbox, name),
-            spool.path(Queue::Sent, name),
-        );
-        match std::fs::rename(&from, &to) {
-            Ok(()) => {
-                moved += 1;
-                tracing::debug!(file = %name, "sent");
-            }
-            // Gone meanwhile: the hub has it, nothing to archive.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!("cannot move outbox/{name} to sent/: {e}"),
-        }
-    }
-    if moved > 0 {
-        // A crash before these fsyncs only brings files back to outbox/; the
-        // hub then answers "duplicate" and they move again.
-        sync_dir(&spool.dir(Queue::Sent))?;
-        sync_dir(&spool.dir(Queue::Outbox))?;
-    }
+    // A crash before the move is durable only brings files back to outbox/;
+    // the hub then answers "duplicate" and they move again.
+    let moved = spool.move_batch(Queue::Outbox, &to_sent, Queue::Sent)?;
+    tracing::debug!(moved, "archived sent files");
     for (name, why) in to_fail {
         tracing::warn!(file = %name, reason = %why, "moved to failed/");
         if let Err(e) = spool.fail(Queue::Outbox, &name, &why) {

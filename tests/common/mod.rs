@@ -42,8 +42,11 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, mut cmd: Command) -> Proc {
+        // A counter keeps two processes of one test binary from sharing a log.
+        static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log =
-            std::env::temp_dir().join(format!("mesync-test-{}-{name}.log", std::process::id()));
+            std::env::temp_dir().join(format!("mesync-test-{}-{n}-{name}.log", std::process::id()));
         let stderr = std::fs::File::create(&log)
             .map(Stdio::from)
             .unwrap_or(Stdio::null());
