@@ -87,9 +87,10 @@ pub fn binary() -> Vec<Row> {
         .iter()
         .filter(|l| !l.starts_with("linux-vdso") && !l.contains("ld-linux"))
         .collect();
-    let only_libc = chosen.iter().all(|l| {
-        l.starts_with("libc.so") || l.starts_with("libm.so") || l.starts_with("libgcc_s.so")
-    });
+    // libm is part of glibc; anything else (libgcc_s, libssl) is not libc.
+    let only_libc = chosen
+        .iter()
+        .all(|l| l.starts_with("libc.so") || l.starts_with("libm.so"));
     vec![Row {
         what: "release binary",
         target: "one file, only libc dynamically",
