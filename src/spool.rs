@@ -217,27 +217,13 @@ impl Spool {
     }
 
     /// Takes the daemon lock of this base dir, or explains who holds it.
-    /// The lock is an `flock(2)` on `daemon.lock`, so it dies with its process.
     pub fn lock_daemon(&self) -> Result<DaemonLock> {
-        let path = self.base.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        if !try_flock(&file) {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            anyhow::bail!(
-                "another mesync daemon (pid {}) already uses base dir {}",
-                holder.trim(),
+        let file = lock_pid_file(&self.base.join(LOCK_FILE), |pid| {
+            format!(
+                "another mesync daemon (pid {pid}) already uses base dir {}",
                 self.base.display()
-            );
-        }
-        file.set_len(0)
-            .and_then(|()| writeln!(file, "{}", std::process::id()))
-            .with_context(|| format!("writing {}", path.display()))?;
+            )
+        })?;
         Ok(DaemonLock { _file: file })
     }
 
@@ -286,6 +272,27 @@ const MAX_WRITERS: usize = 4;
 #[derive(Debug)]
 pub struct DaemonLock {
     _file: File,
+}
+
+/// Takes an exclusive `flock(2)` on `path` and writes this process's pid into
+/// it. The lock dies with the process, so a crash never leaves a stale lock.
+/// When another process holds it, the error is `held(<its pid>)`.
+pub fn lock_pid_file(path: &Path, held: impl FnOnce(&str) -> String) -> Result<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if !try_flock(&file) {
+        let holder = fs::read_to_string(path).unwrap_or_default();
+        anyhow::bail!(held(holder.trim()));
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
 }
 
 fn try_flock(file: &File) -> bool {

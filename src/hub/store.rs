@@ -222,29 +222,12 @@ fn truncate(path: &Path, len: u64) -> Result<()> {
 
 /// Takes the data dir's lock, or says which process holds it.
 fn lock(dir: &Path) -> Result<File> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join(LOCK_FILE);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: the fd is valid for the lifetime of `file`.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 };
-    if !locked {
-        let holder = fs::read_to_string(&path).unwrap_or_default();
-        anyhow::bail!(
-            "another mesync hub (pid {}) already uses data dir {}",
-            holder.trim(),
+    crate::spool::lock_pid_file(&dir.join(LOCK_FILE), |pid| {
+        format!(
+            "another mesync hub (pid {pid}) already uses data dir {}",
             dir.display()
-        );
-    }
-    file.set_len(0)
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(file)
+        )
+    })
 }
 
 #[cfg(test)]
