@@ -1,4 +1,5 @@
-//! `mesync hosts` and `mesync watch` against a real hub (SPEC §7).
+//! `mesync hosts`, `mesync watch` and `mesync status` against a real hub and
+//! daemon (SPEC §7).
 
 mod common;
 
@@ -61,4 +62,18 @@ fn watch_prints_messages_and_acks_nothing() {
     assert_eq!(got, msg);
     assert_eq!(host_info(&hub, "b").unwrap()["pending"], 1, "watch acked");
     drop(a);
+}
+
+#[test]
+fn status_sees_the_running_daemon_and_the_hub() {
+    let c = Cluster::start(&["m1"], &[]);
+    let out = c.m(0).run(&["status"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pid = c.daemons[0].pid();
+    assert!(
+        text.contains(&format!("daemon:  running (pid {pid})")),
+        "{text}"
+    );
+    assert!(text.contains("hub:     reachable at"), "{text}");
 }
