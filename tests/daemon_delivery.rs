@@ -161,3 +161,44 @@ fn a_slow_hook_neither_holds_up_receiving_nor_outlives_its_timeout() {
             .all(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
     });
 }
+
+#[test]
+fn a_hook_still_queued_at_shutdown_runs_after_the_restart_and_none_runs_twice() {
+    let hub = common::Hub::start();
+    let (a, b) = (hub.machine("a"), hub.machine("b"));
+    let started = b.base.join("started.log");
+    // The first run blocks (and is killed at shutdown); later runs return at once.
+    let gate = b.base.join("gate");
+    let body = format!(
+        "echo $MESYNC_MESSAGE_ID >> {log}\nif [ ! -e {gate} ]; then touch {gate}; exec sleep 30; fi\n",
+        log = started.display(),
+        gate = gate.display()
+    );
+    install_script(&b.base.join("hooks").join("queued.job"), &body);
+    let env = [("MESYNC_HOOK_CONCURRENCY", "1")];
+    let mut db = start_daemon_with(&b, &env);
+    let _da = a.start_daemon();
+    let first = a.send("queued.job", &["--target", "b"]);
+    wait_until("first hook started", DEADLINE, || {
+        lines(&started).len() == 1
+    });
+    let second = a.send("queued.job", &["--target", "b"]);
+    wait_inbox_has(&b, &[first.clone(), second.clone()], DEADLINE);
+    assert_eq!(
+        lines(&started),
+        std::slice::from_ref(&first),
+        "the second hook must wait"
+    );
+
+    assert!(db.terminate().success());
+    let _db = start_daemon_with(&b, &env);
+    wait_until("owed hook ran after the restart", DEADLINE, || {
+        lines(&started).len() == 2
+    });
+    assert_eq!(
+        lines(&started),
+        [first, second],
+        "a hook ran twice or not at all"
+    );
+    assert_eq!(b.files("inbox").len(), 2);
+}

@@ -32,6 +32,8 @@ pub struct HookJob {
     pub message: Message,
     pub json: Vec<u8>,
     pub inbox_file: PathBuf,
+    /// The mark that this hook is owed (see [`super::pending`]), cleared as it starts.
+    pub pending: Option<PathBuf>,
 }
 
 /// The receiver's handle to the hook runner.
@@ -123,7 +125,10 @@ async fn dispatch(
         skipped += 1;
     }
     if skipped > 0 {
-        tracing::warn!(skipped, "shutting down: hooks not started");
+        tracing::info!(
+            skipped,
+            "shutting down: hooks not started yet run at the next start"
+        );
     }
     let grace = if cancel.is_cancelled() {
         SHUTDOWN_GRACE
@@ -141,6 +146,10 @@ async fn dispatch(
 /// Runs one hook to completion or timeout, and logs how it went.
 async fn run_one(job: HookJob, timeout: Duration) {
     let id = job.message.id;
+    if let Some(mark) = job.pending.clone() {
+        // Cleared before the start: a hook killed mid-run is not run again.
+        let _ = tokio::task::spawn_blocking(move || super::pending::clear(&mark)).await;
+    }
     let mut cmd = tokio::process::Command::new(&job.hook);
     cmd.env("MESYNC_MESSAGE_ID", id.to_string())
         .env("MESYNC_MESSAGE_TYPE", &job.message.kind)
@@ -255,6 +264,7 @@ mod tests {
             message: msg.clone(),
             json: json.clone(),
             inbox_file: PathBuf::from("/in/x.json"),
+            pending: None,
         };
         hooks.submit(job(&slow));
         hooks.submit(job(&hook));

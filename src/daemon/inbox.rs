@@ -19,6 +19,7 @@ use uuid::Uuid;
 use super::backoff::Backoff;
 use super::hooks::{self, HookJob, Hooks};
 use super::ledger::{self, LedgerFile, Received};
+use super::pending;
 use crate::client::HubClient;
 use crate::message::Message;
 use crate::spool::{Queue, Spool};
@@ -58,6 +59,9 @@ impl Inbox {
         hooks: Hooks,
     ) -> Result<Inbox> {
         let (ledger, received) = LedgerFile::open(spool.base(), retention)?;
+        for job in pending::owed(&spool) {
+            hooks.submit(job);
+        }
         Ok(Inbox {
             spool,
             received,
@@ -113,6 +117,7 @@ impl Inbox {
                     json: w.json,
                     inbox_file: w.path,
                     message: w.message,
+                    pending: w.pending,
                 });
             }
         }
@@ -174,10 +179,12 @@ struct Written {
     json: Vec<u8>,
     path: PathBuf,
     hook: Option<PathBuf>,
+    pending: Option<PathBuf>,
 }
 
 /// The blocking part of [`Inbox::deliver`]: inbox files first, then the ledger,
-/// so that an id in the ledger always has had its inbox file.
+/// so that an id in the ledger always has had its inbox file, then the marks
+/// of the hooks owed (so a mark always belongs to a message the ledger knows).
 fn write_durably(
     spool: &Spool,
     mut ledger: LedgerFile,
@@ -194,21 +201,33 @@ fn write_durably(
         ledger.append(&ids, now)?;
         let hooks_dir = spool.hooks_dir();
         let mut found: HashMap<String, Option<PathBuf>> = HashMap::new();
+        let hooks: Vec<Option<PathBuf>> = new
+            .iter()
+            .map(|m| {
+                found
+                    .entry(m.kind.clone())
+                    .or_insert_with(|| hooks::find(&hooks_dir, &m.kind))
+                    .clone()
+            })
+            .collect();
+        let hooked: Vec<&str> = files
+            .iter()
+            .zip(&hooks)
+            .filter(|(_, h)| h.is_some())
+            .map(|((name, _), _)| name.as_str())
+            .collect();
+        let mut marks = pending::record(spool, &hooked)?.into_iter();
         let inbox = std::path::absolute(spool.dir(Queue::Inbox)).unwrap_or(spool.dir(Queue::Inbox));
         Ok(new
             .into_iter()
             .zip(files)
-            .map(|(message, (name, json))| {
-                let hook = found
-                    .entry(message.kind.clone())
-                    .or_insert_with(|| hooks::find(&hooks_dir, &message.kind))
-                    .clone();
-                Written {
-                    path: inbox.join(name),
-                    message,
-                    json,
-                    hook,
-                }
+            .zip(hooks)
+            .map(|((message, (name, json)), hook)| Written {
+                pending: hook.as_ref().and_then(|_| marks.next().flatten()),
+                path: inbox.join(name),
+                message,
+                json,
+                hook,
             })
             .collect())
     })();

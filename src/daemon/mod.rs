@@ -14,6 +14,7 @@ mod inbox;
 mod ledger;
 mod once;
 mod outbox;
+mod pending;
 mod send;
 mod stream;
 
