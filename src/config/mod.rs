@@ -74,7 +74,7 @@ impl Kind {
             Kind::Addr => "an address such as 0.0.0.0:8080",
             Kind::Seconds => "a whole number of seconds (at least 1)",
             Kind::Count => "a whole number (at least 1)",
-            Kind::Bytes => "a whole number of bytes (at least 1)",
+            Kind::Bytes => "a whole number of bytes from 1 to 15728640 (15 MiB: a message must fit in one request)",
         }
     }
 }
@@ -107,6 +107,10 @@ const fn key(name: &'static str, env: &'static str, kind: Kind) -> Key {
 }
 
 pub const BASE_DIR_ENV: &str = "MESYNC_BASE_DIR";
+
+/// Largest `max_message_bytes`: one message must fit in a request body
+/// (16 MiB) with room to spare, or a daemon could never send it.
+const MAX_MESSAGE_BYTES_LIMIT: u64 = 15 * 1024 * 1024;
 
 /// Values given on the command line, by setting name (`bind`, `data_dir`, ...).
 #[derive(Debug, Clone, Default)]
@@ -357,8 +361,12 @@ impl Raw {
     }
 
     fn number(self) -> Result<u64, ConfigError> {
+        let max = match self.kind {
+            Kind::Bytes => MAX_MESSAGE_BYTES_LIMIT,
+            _ => u64::MAX,
+        };
         match self.value.trim().parse::<u64>() {
-            Ok(n) if n >= 1 => Ok(n),
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(self.invalid()),
         }
     }

@@ -129,3 +129,22 @@ fn token_is_masked_in_origins() {
     assert_eq!(s.token.as_deref(), Some("s3cret"));
     assert!(s.origins.iter().all(|(_, v, _)| !v.contains("s3cret")));
 }
+
+#[test]
+fn max_message_bytes_must_fit_in_one_request() {
+    let (_d, o) = base_with_file("");
+    let env = env_of(&[
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_MAX_MESSAGE_BYTES", "20000000"),
+    ]);
+    let err = Settings::resolve(&o, env).unwrap_err().to_string();
+    assert!(
+        err.contains("max_message_bytes") && err.contains("15 MiB"),
+        "{err}"
+    );
+    let env = env_of(&[
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_MAX_MESSAGE_BYTES", "15728640"),
+    ]);
+    assert!(Settings::resolve(&o, env).is_ok());
+}
