@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use mesync::message::{Message, Priority};
 use notify::{RecursiveMode, Watcher};
 
-use crate::common::{wait_until, Hub, Machine, Proc};
+use crate::common::{Hub, Machine, Proc};
 use crate::{ms, percentile, Plan, Row};
 
 /// A hub and two daemons, A sending to B.
@@ -24,21 +24,8 @@ fn pair() -> Pair {
     let b = hub.machine("bench-b");
     let da = a.start_daemon();
     let db = b.start_daemon();
-    // B is connected once the hub lists it with an open stream.
-    wait_until("both daemons connected", Duration::from_secs(20), || {
-        hub.get("/v1/hosts")
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .is_some_and(|v| {
-                let hosts = v["hosts"].as_array().cloned().unwrap_or_default();
-                ["bench-a", "bench-b"].iter().all(|h| {
-                    hosts
-                        .iter()
-                        .any(|x| x["id"] == *h && x["streams"].as_u64().unwrap_or(0) > 0)
-                })
-            })
-    });
+    hub.wait_streaming(&a.host);
+    hub.wait_streaming(&b.host);
     Pair {
         _hub: hub,
         a,

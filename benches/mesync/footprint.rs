@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::{wait_until, Hub};
+use crate::common::Hub;
 use crate::{Plan, Row};
 
 /// Resident set size of a process, in KiB, from /proc.
@@ -31,17 +31,7 @@ pub fn idle_daemon(plan: &Plan) -> Vec<Row> {
     cmd.env("MESYNC_POLL_INTERVAL", "5").arg("start");
     let daemon = crate::common::Proc::spawn("daemon-idle", cmd);
     let pid = daemon.pid();
-    wait_until("idle daemon connected", Duration::from_secs(20), || {
-        hub.get("/v1/hosts")
-            .send()
-            .ok()
-            .and_then(|r| r.json::<serde_json::Value>().ok())
-            .is_some_and(|v| {
-                v["hosts"]
-                    .as_array()
-                    .is_some_and(|h| h.iter().any(|x| x["streams"].as_u64().unwrap_or(0) > 0))
-            })
-    });
+    hub.wait_streaming(&m.host);
     // Let start-up work settle before measuring.
     std::thread::sleep(Duration::from_secs(2));
     let before = cpu_ticks(pid).unwrap_or(0);

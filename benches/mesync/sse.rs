@@ -11,7 +11,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::common::{wait_until, Hub};
+use crate::common::Hub;
 use crate::footprint::rss_kib;
 use crate::{ms, percentile, Plan, Row};
 
@@ -82,7 +82,6 @@ pub fn run(plan: &Plan) -> Vec<Row> {
     arrivals.sort();
     let all = arrivals.last().copied().unwrap_or_default();
     let reached = arrivals.len();
-    wait_until("nothing", Duration::from_secs(1), || true);
     vec![
         Row {
             what: "concurrent SSE hosts on one hub",

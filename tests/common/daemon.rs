@@ -10,7 +10,7 @@ use std::time::Duration;
 use mesync::message::{Message, Priority};
 use mesync::spool::{Queue, Spool};
 
-use super::{wait_until, Hub, Machine, Proc, DEADLINE};
+use super::{wait_until, Hub, Machine, Proc};
 
 /// A hub and one running daemon per machine. Fields drop in order: the
 /// daemons stop before the hub and before their base dirs are removed.
@@ -43,9 +43,7 @@ impl Cluster {
 
     /// Waits until `host` has an open stream at the hub (so broadcasts reach it).
     pub fn wait_streaming(&self, host: &str) {
-        wait_until(&format!("{host} streaming"), DEADLINE, || {
-            host_info(&self.hub, host).is_some_and(|h| h["streams"].as_u64() >= Some(1))
-        });
+        self.hub.wait_streaming(host);
     }
 
     pub fn restart_daemon(&mut self, i: usize) {
@@ -64,13 +62,7 @@ pub fn start_daemon_with(m: &Machine, env: &[(&str, &str)]) -> Proc {
 
 /// `GET /v1/hosts` entry for `host`, if registered.
 pub fn host_info(hub: &Hub, host: &str) -> Option<serde_json::Value> {
-    let resp = hub.get("/v1/hosts").send().ok()?;
-    let body: serde_json::Value = resp.json().ok()?;
-    body["hosts"]
-        .as_array()?
-        .iter()
-        .find(|h| h["id"] == host)
-        .cloned()
+    hub.host(host)
 }
 
 /// Installs `hooks/<kind>` on `m`: a shell script that appends

@@ -294,6 +294,24 @@ impl Hub {
         }
     }
 
+    /// `GET /v1/hosts` entry for `host`, if registered.
+    pub fn host(&self, host: &str) -> Option<serde_json::Value> {
+        let body: serde_json::Value = self.get("/v1/hosts").send().ok()?.json().ok()?;
+        body["hosts"]
+            .as_array()?
+            .iter()
+            .find(|h| h["id"] == host)
+            .cloned()
+    }
+
+    /// Waits until `host` holds a stream open (so broadcasts reach it).
+    pub fn wait_streaming(&self, host: &str) {
+        wait_until(&format!("{host} streaming"), DEADLINE, || {
+            self.host(host)
+                .is_some_and(|h| h["streams"].as_u64() >= Some(1))
+        });
+    }
+
     /// A machine pointed at this hub.
     pub fn machine(&self, host: &str) -> Machine {
         Machine::new(host, &self.url)
