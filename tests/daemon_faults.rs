@@ -80,6 +80,57 @@ fn kill_receiving_daemon_mid_burst_loses_nothing() {
     }
 }
 
+#[test]
+fn kill_9_of_hub_and_daemons_amid_traffic_both_ways_loses_and_doubles_nothing() {
+    let mut c = Cluster::start(&["m1", "m2", "m3"], &[]);
+    // Every machine broadcasts and targets its neighbour, in waves, while
+    // the hub and two daemons are killed and restarted.
+    let mut sent: Vec<Vec<String>> = vec![Vec::new(); 3];
+    let mut expected: Vec<Vec<String>> = vec![Vec::new(); 3];
+    for wave in 0..4 {
+        for (from, mine) in sent.iter_mut().enumerate() {
+            let next = (from + 1) % 3;
+            let all = fill_outbox(c.m(from), "wave", None, 100);
+            let one = fill_outbox(c.m(from), "wave", Some(&c.m(next).host), 50);
+            for to in (0..3).filter(|&to| to != from) {
+                expected[to].extend(all.iter().cloned());
+            }
+            expected[next].extend(one.iter().cloned());
+            mine.extend(all.into_iter().chain(one));
+        }
+        match wave {
+            0 => {
+                c.hub.proc.kill9();
+                c.hub.restart(&[]);
+            }
+            1 => {
+                c.daemons[1].kill9();
+                c.restart_daemon(1);
+            }
+            2 => {
+                c.hub.proc.kill9();
+                c.daemons[2].kill9();
+                c.hub.restart(&[]);
+                c.restart_daemon(2);
+            }
+            _ => {}
+        }
+    }
+    for (i, ids) in expected.iter().enumerate() {
+        wait_inbox_has(c.m(i), ids, LONG);
+    }
+    for (i, ids) in expected.iter().enumerate() {
+        wait_until("outbox drained", DEADLINE, || {
+            c.m(i).files("outbox").is_empty()
+        });
+        assert_eq!(c.m(i).files("sent").len(), sent[i].len());
+        wait_until("acks settle", DEADLINE, || {
+            host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
+        });
+        assert_exactly_once(c.m(i), ids);
+    }
+}
+
 /// Waits until the first files of the burst reached `m`'s inbox (the rest is in flight).
 fn wait_mid_burst(m: &common::Machine) {
     wait_until("burst under way", DEADLINE, || m.files("inbox").len() >= 10);
