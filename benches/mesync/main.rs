@@ -28,6 +28,7 @@ pub struct Plan {
     pub latency_samples: usize,
     pub burst: usize,
     pub ingest_messages: usize,
+    pub backlog_broadcasts: usize,
     pub sse_hosts: usize,
     pub idle: Duration,
 }
@@ -46,6 +47,7 @@ fn main() {
             latency_samples: 100,
             burst: 2_000,
             ingest_messages: 50_000,
+            backlog_broadcasts: 10_000,
             sse_hosts: 1_000,
             idle: Duration::from_secs(5),
         }
@@ -54,6 +56,7 @@ fn main() {
             latency_samples: 500,
             burst: 10_000,
             ingest_messages: 300_000,
+            backlog_broadcasts: 100_000,
             sse_hosts: 5_000,
             idle: Duration::from_secs(30),
         }
@@ -69,6 +72,9 @@ fn main() {
     }
     if wanted("ingest") {
         rows.push(ingest::run(&plan));
+    }
+    if wanted("backlog") {
+        rows.push(ingest::backlog(&plan));
     }
     if wanted("sse") {
         rows.extend(sse::run(&plan));
