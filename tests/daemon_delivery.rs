@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::daemon::*;
 use common::{wait_until, DEADLINE};
 
@@ -61,7 +59,6 @@ fn hook_runs_once_with_stdin_and_env_and_a_duplicate_is_dropped() {
     // The consumer deletes the file; the hub delivers the same id again.
     std::fs::remove_file(&inbox_file).unwrap();
     wait_until("hub accepts the id again", DEADLINE, || {
-        std::thread::sleep(Duration::from_millis(200));
         post(&c.hub, &msg).1["results"][0]["status"] == "accepted"
     });
     wait_until("m2 acked the re-delivery", DEADLINE, || {
