@@ -202,3 +202,21 @@ fn a_second_hub_on_the_same_data_dir_is_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("another mesync hub"), "{err}");
 }
+
+#[test]
+fn last_seen_survives_a_clean_restart() {
+    let mut hub = Hub::start();
+    poll(&hub, "b", "");
+    let registered = Instant::now();
+    wait_until("time to pass", DEADLINE, || {
+        registered.elapsed() > Duration::from_millis(20)
+    });
+    poll(&hub, "b", "");
+    let before = host_info(&hub, "b").unwrap();
+    assert_ne!(before["last_seen"], before["registered_at"]);
+    assert!(hub.proc.terminate().success());
+    hub.restart(&[]);
+    let after = host_info(&hub, "b").unwrap();
+    assert_eq!(after["last_seen"], before["last_seen"]);
+    assert_eq!(after["registered_at"], before["registered_at"]);
+}

@@ -26,7 +26,7 @@ pub fn header(state: &State) -> Vec<u8> {
     for h in state.all_hosts() {
         let q = h.queue();
         if q.registered_at.is_some() || q.last_seq > 0 {
-            records::host(&mut buf, &h.id, q.registered_at, q.last_seq);
+            records::host(&mut buf, &h.id, q.registered_at, q.last_seq, h.last_seen());
         }
     }
     buf

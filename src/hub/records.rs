@@ -23,15 +23,25 @@ use uuid::Uuid;
 
 use crate::message::validate_host_id;
 
-pub fn host(buf: &mut Vec<u8>, id: &str, registered_at: Option<Timestamp>, last_seq: u64) {
+pub fn host(
+    buf: &mut Vec<u8>,
+    id: &str,
+    registered_at: Option<Timestamp>,
+    last_seq: u64,
+    last_seen: Option<Timestamp>,
+) {
     let at = match registered_at {
         Some(ts) => format!("\"{ts}\""),
         None => "null".to_string(),
     };
+    let seen = match last_seen {
+        Some(ts) => format!(r#","last_seen":"{ts}""#),
+        None => String::new(),
+    };
     // Host ids are validated to [A-Za-z0-9._-]: nothing to escape.
     let _ = writeln!(
         buf,
-        r#"{{"op":"host","host":"{id}","registered_at":{at},"last_seq":{last_seq}}}"#
+        r#"{{"op":"host","host":"{id}","registered_at":{at},"last_seq":{last_seq}{seen}}}"#
     );
 }
 
@@ -81,6 +91,8 @@ pub enum Record<'a> {
         host: String,
         registered_at: Option<Timestamp>,
         last_seq: u64,
+        /// Written at segment starts and clean shutdowns (absent in older files).
+        last_seen: Option<Timestamp>,
     },
     Drop {
         host: String,
@@ -106,6 +118,8 @@ struct Line<'a> {
     host: Option<String>,
     #[serde(default)]
     registered_at: Option<String>,
+    #[serde(default)]
+    last_seen: Option<String>,
     last_seq: Option<u64>,
     id: Option<Uuid>,
     t: Option<i64>,
@@ -126,14 +140,16 @@ pub fn decode(line: &[u8]) -> Result<Record<'_>, String> {
     };
     match l.op.as_str() {
         "host" => {
-            let registered_at = match &l.registered_at {
-                Some(s) => Some(s.parse::<Timestamp>().map_err(|e| e.to_string())?),
-                None => None,
+            let time = |t: &Option<String>| -> Result<Option<Timestamp>, String> {
+                t.as_deref()
+                    .map(|s| s.parse::<Timestamp>().map_err(|e| e.to_string()))
+                    .transpose()
             };
             Ok(Record::Host {
                 host: host()?,
-                registered_at,
+                registered_at: time(&l.registered_at)?,
                 last_seq: l.last_seq.ok_or_else(|| missing("last_seq"))?,
+                last_seen: time(&l.last_seen)?,
             })
         }
         "drop" => Ok(Record::Drop {
@@ -168,8 +184,9 @@ mod tests {
     fn records_round_trip() {
         let id = Uuid::now_v7();
         let mut buf = Vec::new();
-        host(&mut buf, "a", Some(Timestamp::UNIX_EPOCH), 3);
-        host(&mut buf, "b", None, 0);
+        let seen = Timestamp::from_second(60).unwrap();
+        host(&mut buf, "a", Some(Timestamp::UNIX_EPOCH), 3, Some(seen));
+        host(&mut buf, "b", None, 0, None);
         msg(&mut buf, &id, 5, [("a", 4), ("b", 1)], r#"{"x":1}"#);
         ack(&mut buf, "a", &[id]);
         drop(&mut buf, "b", 1);
@@ -199,8 +216,13 @@ mod tests {
             decode(lines[1]).unwrap(),
             Record::Host {
                 registered_at: None,
+                last_seen: None,
                 ..
             }
+        ));
+        assert!(matches!(
+            decode(lines[0]).unwrap(),
+            Record::Host { last_seen: Some(t), last_seq: 3, .. } if t == seen
         ));
         assert!(decode(br#"{"op":"ack","host":"../x","ids":[]}"#).is_err());
     }

@@ -64,8 +64,12 @@ impl Replay<'_> {
                 host,
                 registered_at,
                 last_seq,
+                last_seen,
             } => {
                 let h = self.state.host_or_insert(&host);
+                if let Some(at) = last_seen {
+                    h.seen_at(at);
+                }
                 let mut q = h.queue();
                 q.registered_at = registered_at;
                 q.last_seq = q.last_seq.max(last_seq);

@@ -142,6 +142,24 @@ impl HostState {
         self.last_seen_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// When the host was last seen, if ever since it was known: now while a
+    /// stream is open.
+    pub fn last_seen(&self) -> Option<Timestamp> {
+        if self.streams.load(Ordering::Relaxed) > 0 {
+            return Some(Timestamp::now());
+        }
+        match self.last_seen_ms.load(Ordering::Relaxed) {
+            0 => None,
+            ms => Timestamp::from_millisecond(ms).ok(),
+        }
+    }
+
+    /// Restores a last-seen time read back from the store.
+    pub fn seen_at(&self, at: Timestamp) {
+        self.last_seen_ms
+            .fetch_max(at.as_millisecond(), Ordering::Relaxed);
+    }
+
     pub fn is_registered(&self) -> bool {
         self.queue().registered_at.is_some()
     }
@@ -157,15 +175,7 @@ impl HostState {
             (q.registered_at?, q.entries.len())
         };
         let streams = self.streams.load(Ordering::Relaxed);
-        // A host with an open stream is being seen right now.
-        let seen_ms = if streams > 0 {
-            now_ms()
-        } else {
-            self.last_seen_ms.load(Ordering::Relaxed)
-        };
-        let last_seen = Timestamp::from_millisecond(seen_ms)
-            .unwrap_or(registered_at)
-            .max(registered_at);
+        let last_seen = self.last_seen().unwrap_or(registered_at).max(registered_at);
         Some(HostInfo {
             id: self.id.clone(),
             registered_at: registered_at.to_string(),

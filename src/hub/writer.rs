@@ -180,7 +180,11 @@ impl Writer {
                 Op::Ack(host, ids, reply) => plans.push(plan_ack(host, ids, reply, &mut buf)),
                 Op::Drop(host, reply) => plans.push(self.plan_drop(&host, reply, &mut buf)),
                 Op::Sweep => sweep = true,
-                Op::Stop => keep_going = false,
+                Op::Stop => {
+                    // Each host's last-seen time survives a clean restart.
+                    buf.extend(compact::header(&self.state));
+                    keep_going = false;
+                }
             }
         }
         let written = if buf.is_empty() {
@@ -217,7 +221,7 @@ impl Writer {
         if q.registered_at.is_none() {
             let at = Timestamp::from_millisecond(now).unwrap_or_else(|_| Timestamp::now());
             q.registered_at = Some(at);
-            records::host(buf, id, Some(at), q.last_seq);
+            records::host(buf, id, Some(at), q.last_seq, None);
             self.registered_now.push(h.clone());
             tracing::info!(host = %id, "host registered");
         }
