@@ -145,3 +145,63 @@ pub fn backlog(plan: &Plan) -> Row {
         met: None,
     }
 }
+
+/// The memory the dedupe window costs: messages posted and acked at once
+/// leave only their ids behind, remembered for `dedupe_window`.
+pub fn dedupe(plan: &Plan) -> Row {
+    let hub = Hub::start();
+    let poll = |q: &str| -> serde_json::Value {
+        let resp = hub.get(&format!("/v1/hosts/bench-sink/messages{q}")).send();
+        resp.and_then(|r| r.json()).expect("long-poll answer")
+    };
+    poll("?wait=0");
+    let before = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
+    let batches = plan.backlog_broadcasts * 5 / 1000;
+    for _ in 0..batches {
+        let mut out = vec![b'['];
+        for i in 0..1000 {
+            let msg = Message::new(
+                "bench.dedupe",
+                "bench-src",
+                Some("bench-sink"),
+                Priority::Normal,
+                serde_json::json!({}),
+            )
+            .expect("valid message");
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&msg.to_json_bytes());
+        }
+        out.push(b']');
+        let posted = hub
+            .post("/v1/messages")
+            .header("content-type", "application/json")
+            .body(out)
+            .send();
+        assert!(posted.is_ok_and(|r| r.status().is_success()), "post batch");
+        let got = poll("?limit=1000");
+        let ids: Vec<&serde_json::Value> = got["messages"]
+            .as_array()
+            .map(|a| a.iter().map(|m| &m["message"]["id"]).collect())
+            .unwrap_or_default();
+        let acked = hub
+            .post("/v1/hosts/bench-sink/ack")
+            .json(&serde_json::json!({ "ids": ids }))
+            .send();
+        assert!(acked.is_ok_and(|r| r.status().is_success()), "ack batch");
+    }
+    let after = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
+    let ids = batches * 1000;
+    let grown = after.saturating_sub(before) * 1024;
+    Row {
+        what: "hub memory for the dedupe window (ids of acked messages)",
+        target: "none (sizing figure)",
+        measured: format!(
+            "{ids} ids remembered: RSS +{:.0} MB, {:.0} B per id",
+            grown as f64 / 1e6,
+            grown as f64 / ids.max(1) as f64
+        ),
+        met: None,
+    }
+}

@@ -76,6 +76,9 @@ fn main() {
     if wanted("backlog") {
         rows.push(ingest::backlog(&plan));
     }
+    if wanted("dedupe") {
+        rows.push(ingest::dedupe(&plan));
+    }
     if wanted("sse") {
         rows.extend(sse::run(&plan));
     }
