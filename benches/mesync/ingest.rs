@@ -12,18 +12,14 @@ use crate::{Plan, Row};
 const BATCH: usize = 100;
 const CONNECTIONS: usize = 4;
 
-/// One JSON array body of `BATCH` messages, each about 250 bytes encoded.
-fn body() -> Vec<u8> {
+/// One JSON array body of `n` messages from `bench-src` to `target`
+/// (broadcast when `None`), each with `text` bytes of filler in its payload.
+fn body(n: usize, kind: &str, target: Option<&str>, text: usize) -> Vec<u8> {
     let mut out = vec![b'['];
-    for i in 0..BATCH {
-        let msg = Message::new(
-            "bench.ingest",
-            "bench-src",
-            Some("bench-sink"),
-            Priority::Normal,
-            serde_json::json!({"n": i, "text": "x".repeat(40)}),
-        )
-        .expect("valid message");
+    for i in 0..n {
+        let payload = serde_json::json!({"n": i, "text": "x".repeat(text)});
+        let msg = Message::new(kind, "bench-src", target, Priority::Normal, payload)
+            .expect("valid message");
         if i > 0 {
             out.push(b',');
         }
@@ -33,13 +29,24 @@ fn body() -> Vec<u8> {
     out
 }
 
+/// Posts one batch body and checks the hub took the request.
+fn post_batch(hub: &Hub, body: Vec<u8>) {
+    let resp = hub
+        .post("/v1/messages")
+        .header("content-type", "application/json")
+        .body(body)
+        .send();
+    assert!(resp.is_ok_and(|r| r.status().is_success()), "post batch");
+}
+
 pub fn run(plan: &Plan) -> Row {
     let hub = Hub::start();
     let batches = plan.ingest_messages / BATCH;
     // Encode everything first so the client's own work is not timed.
     let mut bodies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); CONNECTIONS];
     for i in 0..batches {
-        bodies[i % CONNECTIONS].push(body());
+        // About 250 bytes per message, encoded.
+        bodies[i % CONNECTIONS].push(body(BATCH, "bench.ingest", Some("bench-sink"), 40));
     }
     let per_msg = bodies[0].first().map_or(0, |b| b.len() / BATCH);
     let url = format!("{}/v1/messages", hub.url);
@@ -107,28 +114,7 @@ pub fn backlog(plan: &Plan) -> Row {
     let before = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
     let batches = plan.backlog_broadcasts / 1000;
     for _ in 0..batches {
-        let mut out = vec![b'['];
-        for i in 0..1000 {
-            let msg = Message::new(
-                "bench.backlog",
-                "bench-src",
-                None,
-                Priority::Normal,
-                serde_json::json!({"n": i, "text": "x".repeat(100)}),
-            )
-            .expect("valid message");
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&msg.to_json_bytes());
-        }
-        out.push(b']');
-        let resp = hub
-            .post("/v1/messages")
-            .header("content-type", "application/json")
-            .body(out)
-            .send();
-        assert!(resp.is_ok_and(|r| r.status().is_success()), "post batch");
+        post_batch(&hub, body(1000, "bench.backlog", None, 100));
     }
     let after = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
     let messages = batches * 1000;
@@ -158,28 +144,7 @@ pub fn dedupe(plan: &Plan) -> Row {
     let before = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
     let batches = plan.backlog_broadcasts * 5 / 1000;
     for _ in 0..batches {
-        let mut out = vec![b'['];
-        for i in 0..1000 {
-            let msg = Message::new(
-                "bench.dedupe",
-                "bench-src",
-                Some("bench-sink"),
-                Priority::Normal,
-                serde_json::json!({}),
-            )
-            .expect("valid message");
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&msg.to_json_bytes());
-        }
-        out.push(b']');
-        let posted = hub
-            .post("/v1/messages")
-            .header("content-type", "application/json")
-            .body(out)
-            .send();
-        assert!(posted.is_ok_and(|r| r.status().is_success()), "post batch");
+        post_batch(&hub, body(1000, "bench.dedupe", Some("bench-sink"), 0));
         let got = poll("?limit=1000");
         let ids: Vec<&serde_json::Value> = got["messages"]
             .as_array()
