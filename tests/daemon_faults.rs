@@ -53,10 +53,7 @@ fn kill_hub_mid_burst_loses_nothing() {
         c.m(0).files("outbox").is_empty()
     });
     for i in [1, 2] {
-        wait_until("acks settle", DEADLINE, || {
-            host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
-        });
-        assert_exactly_once(c.m(i), &ids);
+        assert_acked_exactly_once(&c, i, &ids);
     }
 }
 
@@ -73,10 +70,7 @@ fn kill_receiving_daemon_mid_burst_loses_nothing() {
     c.restart_daemon(1);
     for i in [1, 2] {
         wait_inbox_has(c.m(i), &ids, LONG);
-        wait_until("acks settle", DEADLINE, || {
-            host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
-        });
-        assert_exactly_once(c.m(i), &ids);
+        assert_acked_exactly_once(&c, i, &ids);
     }
 }
 
@@ -124,14 +118,20 @@ fn kill_9_of_hub_and_daemons_amid_traffic_both_ways_loses_and_doubles_nothing() 
             c.m(i).files("outbox").is_empty()
         });
         assert_eq!(c.m(i).files("sent").len(), sent[i].len());
-        wait_until("acks settle", DEADLINE, || {
-            host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
-        });
-        assert_exactly_once(c.m(i), ids);
+        assert_acked_exactly_once(&c, i, ids);
     }
 }
 
 /// Waits until the first files of the burst reached `m`'s inbox (the rest is in flight).
 fn wait_mid_burst(m: &common::Machine) {
     wait_until("burst under way", DEADLINE, || m.files("inbox").len() >= 10);
+}
+
+/// Waits until the hub holds nothing unacked for machine `i`, then checks
+/// that each of `ids` is in its inbox exactly once.
+fn assert_acked_exactly_once(c: &Cluster, i: usize, ids: &[String]) {
+    wait_until("acks settle", DEADLINE, || {
+        host_info(&c.hub, &c.m(i).host).is_some_and(|h| h["pending"] == 0)
+    });
+    assert_exactly_once(c.m(i), ids);
 }
