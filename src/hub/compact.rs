@@ -67,9 +67,7 @@ fn expire(state: &State, cutoff_ms: i64) {
     let mut expired = 0;
     for h in state.all_hosts() {
         let mut q = h.queue();
-        let before = q.entries.len();
-        q.entries.retain(|_, m| m.accepted_ms >= cutoff_ms);
-        let gone = before - q.entries.len();
+        let gone = q.entries.retain(|m| m.accepted_ms >= cutoff_ms);
         if gone > 0 {
             tracing::info!(host = %h.id, messages = gone, "unacked messages expired after retention");
         }
@@ -88,12 +86,12 @@ fn carry_forward(state: &State, store: &mut Store, segment: u64) -> std::io::Res
     let mut live: HashMap<*const Stored, Pending> = HashMap::new();
     for h in state.all_hosts() {
         let q = h.queue();
-        for (seq, m) in &q.entries {
+        for (seq, m) in q.entries.iter() {
             if m.segment.load(Ordering::Relaxed) == segment {
                 live.entry(Arc::as_ptr(m))
                     .or_insert_with(|| (m.clone(), Vec::new()))
                     .1
-                    .push((h.id.clone(), *seq));
+                    .push((h.id.clone(), seq));
             }
         }
     }

@@ -11,6 +11,7 @@ mod compact;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
+mod queue;
 mod records;
 mod replay;
 mod routes;

@@ -6,7 +6,7 @@
 //! request handlers read. A stored message is held once (`Arc<Stored>`) no
 //! matter how many queues refer to it, which keeps broadcasts cheap.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::metrics::Metrics;
+use super::queue::Entries;
 use crate::api::HostInfo;
 
 /// Capacity of the hub-wide feed (`/v1/stream`); a watcher that falls this
@@ -43,7 +44,7 @@ pub struct HostQueue {
     pub registered_at: Option<Timestamp>,
     /// The last sequence number issued to this host; never goes down.
     pub last_seq: u64,
-    pub entries: BTreeMap<u64, Arc<Stored>>,
+    pub entries: Entries,
     /// Cancelled when the host is deleted, which ends its open streams.
     pub epoch: CancellationToken,
 }
@@ -57,9 +58,9 @@ impl HostQueue {
     /// The sequence numbers of queued entries whose id is in `ids`.
     pub fn find(&self, ids: &HashSet<Uuid>) -> Vec<u64> {
         let mut found = Vec::new();
-        for (seq, m) in &self.entries {
+        for (seq, m) in self.entries.iter() {
             if ids.contains(&m.id) {
-                found.push(*seq);
+                found.push(seq);
                 // Acks usually name the oldest entries: stop once all are found.
                 if found.len() == ids.len() {
                     break;
@@ -73,7 +74,7 @@ impl HostQueue {
     pub fn remove_ids(&mut self, ids: &HashSet<Uuid>) -> usize {
         let seqs = self.find(ids);
         for seq in &seqs {
-            self.entries.remove(seq);
+            self.entries.remove(*seq);
         }
         seqs.len()
     }
@@ -120,9 +121,9 @@ impl HostState {
     pub fn after(&self, after: u64, limit: usize) -> Vec<(u64, Arc<Stored>)> {
         let q = self.queue();
         q.entries
-            .range(after.saturating_add(1)..)
+            .after(after)
             .take(limit)
-            .map(|(s, m)| (*s, m.clone()))
+            .map(|(s, m)| (s, m.clone()))
             .collect()
     }
 

@@ -362,7 +362,7 @@ fn plan_ack(host: Arc<HostState>, ids: Vec<Uuid>, reply: Reply<usize>, buf: &mut
         let q = host.queue();
         q.find(&wanted)
             .iter()
-            .filter_map(|seq| q.entries.get(seq).map(|m| m.id))
+            .filter_map(|seq| q.entries.get(*seq).map(|m| m.id))
             .collect()
     };
     if !found.is_empty() {
