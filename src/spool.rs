@@ -250,14 +250,7 @@ impl Spool {
             .base
             .join(TMP_DIR)
             .join(format!("{}.{n}.{name}", std::process::id()));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(bytes)
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
+        create_synced(&tmp, bytes)?;
         Ok(tmp)
     }
 }
@@ -299,6 +292,21 @@ fn try_flock(file: &File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: the fd is valid for the lifetime of `file`.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Creates `path` (which must not exist) holding `bytes`, fsynced, and
+/// returns it open for appending. The caller fsyncs the directory when the
+/// new name itself must survive a crash.
+pub fn create_synced(path: &Path, bytes: &[u8]) -> Result<File> {
+    let mut file = OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
 }
 
 /// Names mesync treats as messages: `*.json`, not hidden (foreign writers use

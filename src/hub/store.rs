@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::records::{self, Record};
-use crate::spool::sync_dir;
+use crate::spool::{create_synced, sync_dir};
 
 /// A segment is closed and a new one begun past this size.
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -160,14 +160,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 
 fn create_segment(dir: &Path, id: u64, header: &[u8]) -> Result<(Segment, File, u64)> {
     let path = segment_path(dir, id);
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(header)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
+    let file = create_synced(&path, header)?;
     // The new name must survive a crash as well as its contents.
     sync_dir(dir)?;
     let seg = Segment {

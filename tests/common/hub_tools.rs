@@ -73,7 +73,7 @@ pub fn hosts(hub: &Hub) -> Vec<Value> {
 }
 
 pub fn host_info(hub: &Hub, id: &str) -> Option<Value> {
-    hosts(hub).into_iter().find(|h| h["id"] == id)
+    hub.host(id)
 }
 
 /// Asserts a JSON error answer with this status; returns the sentence.
