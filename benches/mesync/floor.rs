@@ -73,26 +73,50 @@ impl Floor {
         Ok(start.elapsed())
     }
 
-    /// `count` durable files the way a batch writer does it: the files are
-    /// written and fsynced on `threads` threads (concurrent fsyncs share
-    /// journal commits), then renamed, then the directory is fsynced once.
-    pub fn burst_batched(count: usize, threads: usize, bytes: &[u8]) -> Result<Duration, String> {
+    /// `count` durable files the way mesync's inbox writer does it, in
+    /// batches of `batch`: each batch's files are written and fsynced on
+    /// `threads` threads (concurrent fsyncs share journal commits), then
+    /// renamed, then the directory is fsynced once.
+    pub fn burst_batched(
+        count: usize,
+        batch: usize,
+        threads: usize,
+        bytes: &[u8],
+    ) -> Result<Duration, String> {
         let floor = Floor::new()?;
         let start = Instant::now();
-        let per = count.div_ceil(threads.max(1));
-        let staged = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..count)
-                .step_by(per.max(1))
+        let mut first = 0;
+        while first < count {
+            let last = (first + batch).min(count);
+            floor
+                .one_batch(first..last, threads, bytes)
+                .map_err(|e| format!("durable files: {e}"))?;
+            first = last;
+        }
+        Ok(start.elapsed())
+    }
+
+    fn one_batch(
+        &self,
+        files: std::ops::Range<usize>,
+        threads: usize,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        let per = files.len().div_ceil(threads.max(1)).max(1);
+        let stage = &self.stage;
+        let names = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .clone()
+                .step_by(per)
                 .map(|first| {
-                    let stage = &floor.stage;
+                    let part = first..(first + per).min(files.end);
                     scope.spawn(move || {
-                        (first..(first + per).min(count))
-                            .map(|n| Self::stage_one(stage, n, bytes))
+                        part.map(|n| Self::stage_one(stage, n, bytes))
                             .collect::<std::io::Result<Vec<_>>>()
                     })
                 })
                 .collect();
-            let mut names = Vec::with_capacity(count);
+            let mut names = Vec::with_capacity(files.len());
             for h in handles {
                 let part = h
                     .join()
@@ -100,14 +124,10 @@ impl Floor {
                 names.extend(part?);
             }
             Ok::<_, std::io::Error>(names)
-        });
-        let result = staged.and_then(|names| {
-            for name in &names {
-                fs::rename(floor.stage.join(name), floor.dest.join(name))?;
-            }
-            File::open(&floor.dest)?.sync_all()
-        });
-        result.map_err(|e| format!("durable files: {e}"))?;
-        Ok(start.elapsed())
+        })?;
+        for name in &names {
+            fs::rename(self.stage.join(name), self.dest.join(name))?;
+        }
+        File::open(&self.dest)?.sync_all()
     }
 }

@@ -13,6 +13,7 @@ use notify::{RecursiveMode, Watcher};
 
 use crate::common::{Hub, Machine, Proc};
 use crate::floor::Floor;
+use crate::machine::settle_disk;
 use crate::redis::{self, Redis};
 use crate::report::{percentile, Figure, Reference, Row, Spread, Unit};
 use crate::Plan;
@@ -87,12 +88,14 @@ pub fn latency(plan: &Plan) -> Vec<Row> {
         crate::progress("latency", run, plan.runs);
         let warm = if run == 0 { WARM_UP } else { 0 };
         record(&mut mesync, Ok(probe.samples(n + warm)), warm);
+        settle_disk();
         let r = redis.as_ref().map_err(Clone::clone);
         record(
             &mut with_redis,
             r.and_then(|r| redis::latency(r, n + warm, &value)),
             warm,
         );
+        settle_disk();
         let f = floor.as_mut().map_err(|e| e.clone());
         record(
             &mut with_floor,

@@ -11,6 +11,7 @@ use mesync::api::{ItemStatus, PostResponse};
 use mesync::message::{Message, Priority};
 
 use crate::common::Hub;
+use crate::machine::settle_disk;
 use crate::redis::{self, Redis};
 use crate::report::{thousands, Figure, Reference, Row, Spread, Unit};
 use crate::Plan;
@@ -67,8 +68,10 @@ pub fn run(plan: &Plan) -> Row {
         let msgs = messages(n, "bench.ingest", Some("bench-sink"), INGEST_TEXT);
         per_msg = msgs.iter().map(Vec::len).sum::<usize>() / n.max(1);
         mesync.push(mesync_run(&msgs));
+        settle_disk();
         let redis = Redis::start().and_then(|r| redis::ingest(&r, &msgs, BATCH, CONNECTIONS));
         reference.record(redis.map(|(acked, took)| acked as f64 / took.as_secs_f64()));
+        settle_disk();
     }
     let ahead = match (mesync.median(), reference.median()) {
         (Some(m), Some(r)) => m >= 300_000.0 && m > r,

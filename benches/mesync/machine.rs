@@ -82,3 +82,12 @@ pub fn fd_limit() -> u64 {
         0
     }
 }
+
+/// Flushes what the previous step left for the disk (the temp dirs it
+/// deleted, which this file system discards at commit time, and its dirty
+/// pages), so that the next step, mesync's or a reference's, does not pay
+/// for it.
+pub fn settle_disk() {
+    // SAFETY: sync(2) has no preconditions and cannot fail.
+    unsafe { libc::sync() };
+}
