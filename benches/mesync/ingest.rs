@@ -145,7 +145,7 @@ fn mesync_run(msgs: &[Vec<u8>]) -> f64 {
     accepted as f64 / elapsed.as_secs_f64()
 }
 
-/// Not a SPEC target, but what an operator sizes a hub by: the memory an
+/// Not a target, but what an operator sizes a hub by: the memory an
 /// unacked backlog costs. Hosts that registered and went away keep a queue
 /// entry for every broadcast until they ack it or `retention` passes.
 pub fn backlog(plan: &Plan) -> Row {

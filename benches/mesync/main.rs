@@ -84,7 +84,17 @@ fn main() {
         }
     }
     // `cargo bench` passes `--bench`; flags and the value of --runs are not row names.
-    let only: Vec<&String> = args.iter().filter(|a| ROWS.contains(&a.as_str())).collect();
+    let runs_value = args.iter().position(|a| a == "--runs").map(|i| i + 1);
+    let only: Vec<&String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && Some(*i) != runs_value)
+        .map(|(_, a)| a)
+        .collect();
+    if let Some(bad) = only.iter().find(|a| !ROWS.contains(&a.as_str())) {
+        eprintln!("no row is called {bad:?}; the rows are: {}", ROWS.join(" "));
+        std::process::exit(2);
+    }
     let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o.as_str() == name);
 
     machine::raise_fd_limit();
