@@ -52,14 +52,11 @@ impl Floor {
         File::open(&self.dest)?.sync_all()
     }
 
-    /// The time of each of `samples` durable files, one after another.
-    pub fn latency(&mut self, samples: usize, bytes: &[u8]) -> Result<Vec<Duration>, String> {
-        (0..samples)
-            .map(|_| {
-                let start = Instant::now();
-                self.one(bytes).map(|()| start.elapsed())
-            })
-            .collect::<std::io::Result<_>>()
+    /// The time one durable file takes.
+    pub fn sample(&mut self, bytes: &[u8]) -> Result<Duration, String> {
+        let start = Instant::now();
+        self.one(bytes)
+            .map(|()| start.elapsed())
             .map_err(|e| format!("durable file: {e}"))
     }
 

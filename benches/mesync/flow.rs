@@ -1,8 +1,8 @@
 //! End-to-end latency: a file renamed into A's `outbox/` until it is in B's
 //! `inbox/`, one lone message at a time, beside redis-server's XADD →
-//! XREADGROUP and the disk's one-durable-file floor measured in the same run
-//! (each run measures mesync, then redis, then the floor, so a change in
-//! the machine's load falls on all three alike).
+//! XREADGROUP and the disk's one-durable-file floor. The three take turns
+//! sample by sample (a mesync message, a redis message, a durable file), so
+//! a slow moment of the disk or the CPU falls on all three alike.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -14,7 +14,7 @@ use notify::{RecursiveMode, Watcher};
 use crate::common::{Hub, Machine, Proc};
 use crate::floor::Floor;
 use crate::machine::settle_disk;
-use crate::redis::{self, Redis};
+use crate::redis::{LoneMessages, Redis};
 use crate::report::{percentile, Figure, Reference, Row, Spread, Unit};
 use crate::Plan;
 
@@ -79,6 +79,10 @@ pub fn latency(plan: &Plan) -> Vec<Row> {
     let p = pair();
     let mut probe = Probe::new(&p);
     let redis = Redis::start();
+    let mut lone = redis
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(LoneMessages::open);
     let mut floor = Floor::new();
     let value = ping("bench-a", "bench-b").to_json_bytes();
     let spreads = || (Spread::new(Unit::Ms), Spread::new(Unit::Ms));
@@ -87,21 +91,20 @@ pub fn latency(plan: &Plan) -> Vec<Row> {
     for run in 0..plan.runs {
         crate::progress("latency", run, plan.runs);
         let warm = if run == 0 { WARM_UP } else { 0 };
-        record(&mut mesync, Ok(probe.samples(n + warm)), warm);
+        let mut samples = (Vec::new(), Ok(Vec::new()), Ok(Vec::new()));
+        for _ in 0..n + warm {
+            samples.0.push(probe.one());
+            add(&mut samples.1, lone.as_mut().map_err(|e| e.clone()), |l| {
+                l.sample(&value)
+            });
+            add(&mut samples.2, floor.as_mut().map_err(|e| e.clone()), |f| {
+                f.sample(&value)
+            });
+        }
+        record(&mut mesync, Ok(samples.0), warm);
+        record(&mut with_redis, samples.1, warm);
+        record(&mut with_floor, samples.2, warm);
         settle_disk();
-        let r = redis.as_ref().map_err(Clone::clone);
-        record(
-            &mut with_redis,
-            r.and_then(|r| redis::latency(r, n + warm, &value)),
-            warm,
-        );
-        settle_disk();
-        let f = floor.as_mut().map_err(|e| e.clone());
-        record(
-            &mut with_floor,
-            f.and_then(|f| f.latency(n + warm, &value)),
-            warm,
-        );
     }
     let full = n >= 500;
     let met = |s: &Spread, limit: f64| full.then(|| s.median().is_some_and(|v| v <= limit));
@@ -137,6 +140,21 @@ pub fn latency(plan: &Plan) -> Vec<Row> {
             met: met99,
         },
     ]
+}
+
+/// Adds one sample of a reference to a run's samples; the first error ends
+/// the run for that reference (its cell then says why).
+fn add<T>(
+    run: &mut Result<Vec<Duration>, String>,
+    reference: Result<T, String>,
+    sample: impl FnOnce(T) -> Result<Duration, String>,
+) {
+    if let Ok(samples) = run {
+        match reference.and_then(sample) {
+            Ok(d) => samples.push(d),
+            Err(e) => *run = Err(e),
+        }
+    }
 }
 
 /// Adds one run's p50 and p99 (after dropping `warm` first samples).
@@ -178,10 +196,6 @@ impl<'a> Probe<'a> {
             _watcher: watcher,
             http: p.hub.http(),
         }
-    }
-
-    fn samples(&mut self, n: usize) -> Vec<Duration> {
-        (0..n).map(|_| self.one()).collect()
     }
 
     /// One message: rename into outbox/, wait (inotify) for the inbox file.

@@ -164,17 +164,31 @@ fn install() -> Result<(), String> {
     apt(&["install", "-y", "redis-server"])
 }
 
-/// One message at a time: XADD on one connection while another waits in
-/// XREADGROUP BLOCK; the time runs from sending the XADD until the reader
+/// Lone messages through redis: XADD on one connection while another waits
+/// in XREADGROUP BLOCK; the time runs from sending the XADD until the reader
 /// holds the entry (redis answers both only after the fsync). The reader
 /// then XACKs it before the next sample, as mesync's receiver acks.
-pub fn latency(redis: &Redis, samples: usize, value: &[u8]) -> Result<Vec<Duration>, String> {
-    let (mut producer, mut consumer) = (redis.connect()?, redis.connect()?);
-    let io = |e: std::io::Error| format!("redis latency: {e}");
-    // After the first run the group exists already (BUSYGROUP): fine.
-    let _ = consumer.call(&[b"XGROUP", b"CREATE", b"lat", b"g", b"$", b"MKSTREAM"]);
-    let mut out = Vec::with_capacity(samples);
-    for _ in 0..samples {
+pub struct LoneMessages {
+    producer: Conn,
+    consumer: Conn,
+}
+
+fn latency_error(e: std::io::Error) -> String {
+    format!("redis latency: {e}")
+}
+
+impl LoneMessages {
+    pub fn open(redis: &Redis) -> Result<LoneMessages, String> {
+        let (producer, mut consumer) = (redis.connect()?, redis.connect()?);
+        consumer
+            .call(&[b"XGROUP", b"CREATE", b"lat", b"g", b"$", b"MKSTREAM"])
+            .map_err(latency_error)?;
+        Ok(LoneMessages { producer, consumer })
+    }
+
+    /// One message of `value`, timed.
+    pub fn sample(&mut self, value: &[u8]) -> Result<Duration, String> {
+        let (producer, consumer) = (&mut self.producer, &mut self.consumer);
         consumer
             .send_command(&[
                 b"XREADGROUP",
@@ -189,24 +203,26 @@ pub fn latency(redis: &Redis, samples: usize, value: &[u8]) -> Result<Vec<Durati
                 b"lat",
                 b">",
             ])
-            .map_err(io)?;
+            .map_err(latency_error)?;
         let start = Instant::now();
         producer
             .send_command(&[b"XADD", b"lat", b"*", b"m", value])
-            .map_err(io)?;
-        let got = consumer.read().map_err(io)?;
-        out.push(start.elapsed());
-        producer.read().map_err(io)?;
+            .map_err(latency_error)?;
+        let got = consumer.read().map_err(latency_error)?;
+        let took = start.elapsed();
+        producer.read().map_err(latency_error)?;
         // [[stream, [[id, [field, value]]]]]
         let id = got
             .bulk_at(&[0, 1, 0, 0])
             .ok_or_else(|| format!("redis latency: no entry within 10 s ({got:?})"))?;
-        match consumer.call(&[b"XACK", b"lat", b"g", id]).map_err(io)? {
-            Reply::Int(1) => {}
-            other => return Err(format!("redis latency: XACK answered {other:?}")),
+        match consumer
+            .call(&[b"XACK", b"lat", b"g", id])
+            .map_err(latency_error)?
+        {
+            Reply::Int(1) => Ok(took),
+            other => Err(format!("redis latency: XACK answered {other:?}")),
         }
     }
-    Ok(out)
 }
 
 /// XADDs of `values`, in pipelined batches of `batch` over `connections`
