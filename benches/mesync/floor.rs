@@ -2,7 +2,8 @@
 //! around them. One durable file is written to a staging dir, fsynced,
 //! renamed into place and its directory fsynced, the same calls mesync's
 //! spool makes; mesync's end-to-end path pays at least two of these (the
-//! hub's log and B's inbox file).
+//! hub's log and B's inbox file). A burst is also measured through mesync's
+//! own batch writer alone, which is what B's side of a burst must do.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -70,61 +71,23 @@ impl Floor {
         Ok(start.elapsed())
     }
 
-    /// `count` durable files the way mesync's inbox writer does it, in
-    /// batches of `batch`: each batch's files are written and fsynced on
-    /// `threads` threads (concurrent fsyncs share journal commits), then
-    /// renamed, then the directory is fsynced once.
-    pub fn burst_batched(
-        count: usize,
-        batch: usize,
-        threads: usize,
-        bytes: &[u8],
-    ) -> Result<Duration, String> {
-        let floor = Floor::new()?;
+    /// `count` durable files written by mesync's own inbox writer
+    /// (`Spool::write_batch`) in batches of `batch`, with nothing else
+    /// running: each batch's files are written and fsynced on up to 4
+    /// threads (concurrent fsyncs share journal commits), renamed in order,
+    /// and the directory is fsynced once a batch.
+    pub fn burst_spool(count: usize, batch: usize, bytes: &[u8]) -> Result<Duration, String> {
+        let tmp = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+        let spool = mesync::spool::Spool::open(tmp.path()).map_err(|e| format!("{e:#}"))?;
+        let files: Vec<(String, Vec<u8>)> = (0..count)
+            .map(|n| (format!("{n:08}.json"), bytes.to_vec()))
+            .collect();
         let start = Instant::now();
-        let mut first = 0;
-        while first < count {
-            let last = (first + batch).min(count);
-            floor
-                .one_batch(first..last, threads, bytes)
-                .map_err(|e| format!("durable files: {e}"))?;
-            first = last;
+        for chunk in files.chunks(batch.max(1)) {
+            spool
+                .write_batch(mesync::spool::Queue::Inbox, chunk)
+                .map_err(|e| format!("{e:#}"))?;
         }
         Ok(start.elapsed())
-    }
-
-    fn one_batch(
-        &self,
-        files: std::ops::Range<usize>,
-        threads: usize,
-        bytes: &[u8],
-    ) -> std::io::Result<()> {
-        let per = files.len().div_ceil(threads.max(1)).max(1);
-        let stage = &self.stage;
-        let names = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .clone()
-                .step_by(per)
-                .map(|first| {
-                    let part = first..(first + per).min(files.end);
-                    scope.spawn(move || {
-                        part.map(|n| Self::stage_one(stage, n, bytes))
-                            .collect::<std::io::Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let mut names = Vec::with_capacity(files.len());
-            for h in handles {
-                let part = h
-                    .join()
-                    .unwrap_or_else(|_| Err(std::io::Error::other("writer panicked")));
-                names.extend(part?);
-            }
-            Ok::<_, std::io::Error>(names)
-        })?;
-        for name in &names {
-            fs::rename(self.stage.join(name), self.dest.join(name))?;
-        }
-        File::open(&self.dest)?.sync_all()
     }
 }
