@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::floor::Floor;
 use crate::flow::{pair, ping};
 use crate::machine::settle_disk;
-use crate::report::{Figure, Reference, Row, Spread, Unit};
+use crate::report::{thousands, Figure, Reference, Row, Spread, Unit};
 use crate::Plan;
 
 /// Batches for the inbox writer alone: what one ack request covers.
@@ -39,7 +39,8 @@ pub fn run(plan: &Plan) -> Row {
     let met = (n >= 10_000).then(|| all_arrived && mesync.median().is_some_and(|s| s <= 1.0));
     Row {
         what: format!(
-            "burst: {n} files in A's outbox/ all in B's inbox/ (renaming them in took {renamed:.2} s of it)"
+            "burst: {} files in A's outbox/ all in B's inbox/ (renaming them in took {renamed:.2} s of it)",
+            thousands(n as f64)
         ),
         target: "10,000 in <= 1 s".into(),
         mesync: Figure::Spread(mesync),
