@@ -32,6 +32,8 @@ use report::Row;
 
 /// Sizes of each run; `--quick` shrinks them for a fast look.
 pub struct Plan {
+    /// Smaller sizes, for a fast look; targets are not judged.
+    pub quick: bool,
     /// How often each row is measured (its spread is over these runs).
     pub runs: usize,
     pub latency_samples: usize,
@@ -48,54 +50,14 @@ const ROWS: [&str; 8] = [
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
-    let mut plan = if quick {
-        Plan {
-            runs: 3,
-            latency_samples: 100,
-            burst: 2_000,
-            ingest_messages: 50_000,
-            backlog_broadcasts: 10_000,
-            sse_hosts: 1_000,
-            idle: Duration::from_secs(5),
-        }
-    } else {
-        Plan {
-            runs: 5,
-            latency_samples: 500,
-            burst: 10_000,
-            ingest_messages: 300_000,
-            backlog_broadcasts: 100_000,
-            sse_hosts: 10_000,
-            idle: Duration::from_secs(30),
+    let (plan, only) = match parse(&args) {
+        Ok(parsed) => parsed,
+        Err(why) => {
+            eprintln!("{why}");
+            std::process::exit(2);
         }
     };
-    if let Some(runs) = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-    {
-        match runs.parse::<usize>() {
-            Ok(n) if n > 0 => plan.runs = n,
-            _ => {
-                eprintln!("--runs takes a number of runs of at least 1, not {runs:?}");
-                std::process::exit(2);
-            }
-        }
-    }
-    // `cargo bench` passes `--bench`; flags and the value of --runs are not row names.
-    let runs_value = args.iter().position(|a| a == "--runs").map(|i| i + 1);
-    let only: Vec<&String> = args
-        .iter()
-        .enumerate()
-        .filter(|(i, a)| !a.starts_with("--") && Some(*i) != runs_value)
-        .map(|(_, a)| a)
-        .collect();
-    if let Some(bad) = only.iter().find(|a| !ROWS.contains(&a.as_str())) {
-        eprintln!("no row is called {bad:?}; the rows are: {}", ROWS.join(" "));
-        std::process::exit(2);
-    }
-    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o.as_str() == name);
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
 
     machine::raise_fd_limit();
     let machine = machine::describe();
@@ -135,21 +97,71 @@ fn main() {
     println!("open-file limit: {}", machine::fd_limit());
     println!("load (/proc/loadavg) before: {load_before}");
     println!("load (/proc/loadavg) after:  {}", machine::load());
-    println!(
-        "{} runs per row{}; took {:.0} s",
-        plan.runs,
-        if quick {
-            " (--quick: smaller sizes, targets not judged)"
-        } else {
-            ""
-        },
-        started.elapsed().as_secs_f64()
-    );
+    let quick = if plan.quick {
+        " (--quick: smaller sizes, targets not judged)"
+    } else {
+        ""
+    };
+    let took = started.elapsed().as_secs_f64();
+    println!("{} runs per row{quick}; took {took:.0} s", plan.runs);
     println!("mesync ÷ ref: the median of the per-run ratios (each run measures mesync and its references back to back).");
     println!(
         "For times, above 1 means mesync is slower; for rates, above 1 means mesync is faster."
     );
     report::print_table(&rows);
+}
+
+/// The plan and the rows asked for, from the command line (`cargo bench`
+/// appends `--bench`, which is ignored like any other flag).
+fn parse(args: &[String]) -> Result<(Plan, Vec<String>), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let mut plan = if quick {
+        Plan {
+            quick,
+            runs: 3,
+            latency_samples: 100,
+            burst: 2_000,
+            ingest_messages: 50_000,
+            backlog_broadcasts: 10_000,
+            sse_hosts: 1_000,
+            idle: Duration::from_secs(5),
+        }
+    } else {
+        Plan {
+            quick,
+            runs: 5,
+            latency_samples: 500,
+            burst: 10_000,
+            ingest_messages: 300_000,
+            backlog_broadcasts: 100_000,
+            sse_hosts: 10_000,
+            idle: Duration::from_secs(30),
+        }
+    };
+    let runs_at = args.iter().position(|a| a == "--runs").map(|i| i + 1);
+    if let Some(runs) = runs_at.map(|i| args.get(i).map_or("", String::as_str)) {
+        match runs.parse::<usize>() {
+            Ok(n) if n > 0 => plan.runs = n,
+            _ => {
+                return Err(format!(
+                    "--runs takes a number of runs of at least 1, not {runs:?}"
+                ))
+            }
+        }
+    }
+    let only: Vec<String> = args
+        .iter()
+        .enumerate()
+        .filter(|(i, a)| !a.starts_with("--") && Some(*i) != runs_at)
+        .map(|(_, a)| a.clone())
+        .collect();
+    if let Some(bad) = only.iter().find(|a| !ROWS.contains(&a.as_str())) {
+        return Err(format!(
+            "no row is called {bad:?}; the rows are: {}",
+            ROWS.join(" ")
+        ));
+    }
+    Ok((plan, only))
 }
 
 /// A progress line on stderr, so a long run shows where it is.
