@@ -17,6 +17,11 @@ run:
 e2e:
     cargo test --test e2e -- --nocapture
 
-# the benchmark of SPEC §9 (not part of cargo test)
-bench:
-    cargo bench --bench mesync
+# the benchmark, with redis-server and the disk's floor measured beside it
+# in the same run (not part of cargo test; about 5 minutes; BENCHMARKS.md)
+bench *ROWS:
+    cargo bench --bench mesync -- {{ROWS}}
+
+# a fast look: smaller sizes, 3 runs a row, targets not judged
+bench-quick *ROWS:
+    cargo bench --bench mesync -- --quick {{ROWS}}
