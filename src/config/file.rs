@@ -37,7 +37,8 @@ impl ConfigFile {
                     file: path.to_path_buf(),
                     line,
                     column,
-                    reason: e.message().trim_end().to_string(),
+                    // One sentence: the parser's message may span lines.
+                    reason: e.message().trim().lines().collect::<Vec<_>>().join(": "),
                 }
             })?;
         let file = ConfigFile {
