@@ -12,21 +12,19 @@
 //! stops (then the hub keeps the batch), so whoever feeds the writer may move
 //! its cursor past a batch as soon as it is handed over.
 //!
-//! At most one batch is in the writer's hands at a time ([`InboxInput`]); the
-//! stream is read on meanwhile, and what arrived during one write is the next
-//! batch, so a lone message is written at once and a burst in large batches.
+//! Batches reach it through the hand-off of [`super::handoff`], one at a time.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::backoff::Backoff;
+use super::handoff::{self, InboxInput, ToWriter};
 use super::hooks::{self, HookJob, Hooks};
 use super::ledger::{self, LedgerFile, Received};
 use super::pending::{self, Mark};
@@ -37,55 +35,6 @@ use crate::spool::{Queue, Spool};
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Counts reach the info log at most this often, so a burst is a few lines.
 const LOG_EVERY: Duration = Duration::from_secs(1);
-
-enum ToWriter {
-    /// A batch, with the permit that keeps the next one back until it is done.
-    Batch(Vec<Message>, OwnedSemaphorePermit),
-    /// Periodic upkeep: the counts log line and the ledger pruning.
-    Upkeep,
-}
-
-/// The writer has stopped; nothing handed to it now would be written.
-#[derive(Debug, thiserror::Error)]
-#[error("the inbox writer has stopped")]
-pub struct WriterGone;
-
-/// The feeding side of the writer. Cloned by each feeder; the writer ends
-/// when every clone is dropped.
-#[derive(Clone)]
-pub struct InboxInput {
-    // Room for one batch and one upkeep request; the permit keeps the rest back.
-    tx: mpsc::Sender<ToWriter>,
-    idle: Arc<Semaphore>,
-}
-
-/// The right to hand the writer its next batch.
-pub struct Turn(OwnedSemaphorePermit);
-
-impl InboxInput {
-    /// Resolves once the writer is done with the batch before. Cancel-safe,
-    /// so a reader can `select!` on it while it reads on.
-    pub async fn turn(&self) -> Result<Turn, WriterGone> {
-        let permit = self.idle.clone().acquire_owned().await;
-        permit.map(Turn).map_err(|_| WriterGone)
-    }
-
-    pub async fn hand_over(&self, turn: Turn, batch: Vec<Message>) -> Result<(), WriterGone> {
-        let item = ToWriter::Batch(batch, turn.0);
-        self.tx.send(item).await.map_err(|_| WriterGone)
-    }
-
-    /// Waits for the turn, then hands `batch` over.
-    pub async fn deliver(&self, batch: Vec<Message>) -> Result<(), WriterGone> {
-        let turn = self.turn().await?;
-        self.hand_over(turn, batch).await
-    }
-
-    /// Asks for upkeep; skipped while a request is already waiting.
-    pub fn upkeep(&self) {
-        let _ = self.tx.try_send(ToWriter::Upkeep);
-    }
-}
 
 /// The writer's state; it lives on its own thread, fed by [`InboxInput`].
 pub struct InboxWriter {
@@ -133,7 +82,7 @@ impl InboxWriter {
     /// Starts the writer thread. The token is cancelled when it ends, also
     /// by a panic, so its owner notices.
     pub fn spawn(self) -> Result<(InboxInput, CancellationToken)> {
-        let (tx, rx) = mpsc::channel(2);
+        let (input, rx) = handoff::channel();
         let gone = CancellationToken::new();
         let guard = gone.clone().drop_guard();
         std::thread::Builder::new()
@@ -142,10 +91,6 @@ impl InboxWriter {
                 let _gone = guard;
                 self.run(rx);
             })?;
-        let input = InboxInput {
-            tx,
-            idle: Arc::new(Semaphore::new(1)),
-        };
         Ok((input, gone))
     }
 
@@ -411,5 +356,31 @@ mod tests {
         // Still acked: the hub re-sent it because an earlier ack was lost.
         assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
         assert!(spool.list(Queue::Inbox).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_written_is_retried_and_acked_only_once_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let inbox = spool.dir(Queue::Inbox);
+        // inbox/ replaced by a file: no file can be renamed into it.
+        std::fs::remove_dir(&inbox).unwrap();
+        std::fs::write(&inbox, b"").unwrap();
+        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
+
+        let (input, mut acks, _gone) = start(&spool);
+        input.deliver(vec![msg.clone()]).await.unwrap();
+        // The writer keeps the batch (the next turn waits) and acks nothing.
+        let next = tokio::time::timeout(Duration::from_millis(300), input.turn()).await;
+        assert!(
+            next.is_err(),
+            "the writer let go of a batch it could not write"
+        );
+        assert!(acks.try_recv().is_err());
+
+        std::fs::remove_file(&inbox).unwrap();
+        std::fs::create_dir(&inbox).unwrap();
+        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
+        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
     }
 }

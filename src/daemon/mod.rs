@@ -12,6 +12,7 @@
 
 mod acker;
 mod backoff;
+mod handoff;
 mod hooks;
 mod inbox;
 mod ledger;

@@ -24,8 +24,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::acker;
+use super::handoff::InboxInput;
 use super::hooks::Hooks;
-use super::inbox::{InboxInput, InboxWriter};
+use super::inbox::InboxWriter;
 use crate::client::HubClient;
 use crate::config::DaemonConfig;
 use crate::spool::Spool;

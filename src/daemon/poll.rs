@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use super::inbox::{InboxInput, WriterGone};
+use super::handoff::{InboxInput, WriterGone};
 use crate::api::MAX_POLL_LIMIT;
 use crate::client::{ClientError, HubClient};
 

@@ -18,7 +18,7 @@ use tokio::time::{interval_at, sleep_until, Instant, Interval, MissedTickBehavio
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::inbox::{InboxInput, Turn};
+use super::handoff::{InboxInput, Turn};
 use super::poll;
 use crate::api::SSE_EVENT;
 use crate::client::HubClient;
