@@ -14,26 +14,25 @@ use super::{ConfigError, Origin, Sources};
 
 /// Where a key's default comes from.
 #[derive(Debug, Clone, Copy)]
-pub enum Default {
+pub enum DefaultValue {
     /// This text, parsed like any value given by the user.
     Text(&'static str),
     /// The system hostname.
     Hostname,
-    /// This directory inside the base dir.
-    InBaseDir(&'static str),
+    /// `<base dir>/hub`.
+    HubDir,
     /// No value: the feature is off.
     Unset,
 }
 
-impl Default {
+impl DefaultValue {
     /// How `--help` and the README show it.
     pub fn shown(self) -> &'static str {
         match self {
-            Default::Text(t) => t,
-            Default::Hostname => "the system hostname",
-            Default::InBaseDir("hub") => "<base dir>/hub",
-            Default::InBaseDir(_) => "inside the base dir",
-            Default::Unset => "none",
+            DefaultValue::Text(t) => t,
+            DefaultValue::Hostname => "the system hostname",
+            DefaultValue::HubDir => "<base dir>/hub",
+            DefaultValue::Unset => "none",
         }
     }
 }
@@ -61,7 +60,7 @@ pub struct Key {
     /// The name in config.toml; the flag is the same with `-` for `_`.
     pub name: &'static str,
     pub env: &'static str,
-    pub default: Default,
+    pub default: DefaultValue,
     pub flag: Flag,
     pub help: &'static str,
     pub expected: &'static str,
@@ -136,46 +135,46 @@ macro_rules! table {
 table! {
     /// The hub the daemon and the command line talk to
     server_url: kinds::Url, "MESYNC_SERVER_URL",
-        default Default::Text("http://localhost:8080"), flag Flag::Global;
+        default DefaultValue::Text("http://localhost:8080"), flag Flag::Global;
     /// This machine's host id: where targeted messages go
     host_id: kinds::HostId, "MESYNC_HOST_ID",
-        default Default::Hostname, flag Flag::Global;
+        default DefaultValue::Hostname, flag Flag::Global;
     /// How often the daemon rescans outbox/ and cleans sent/ (a safety net beside inotify)
     poll_interval: kinds::Duration, "MESYNC_POLL_INTERVAL",
-        default Default::Text("5"), flag DAEMON;
+        default DefaultValue::Text("5"), flag DAEMON;
     /// How long sent messages stay in sent/
     sent_ttl: kinds::Duration, "MESYNC_SENT_TTL",
-        default Default::Text("86400"), flag DAEMON;
+        default DefaultValue::Text("86400"), flag DAEMON;
     /// How long one HTTP request to the hub may take
     http_timeout: kinds::Duration, "MESYNC_HTTP_TIMEOUT",
-        default Default::Text("10"), flag CLIENT;
+        default DefaultValue::Text("10"), flag CLIENT;
     /// The bearer token the hub requires and the daemon presents (the hub warns at start when it has none)
     token: kinds::Secret, "MESYNC_TOKEN",
-        default Default::Unset, flag Flag::None;
+        default DefaultValue::Unset, flag Flag::None;
     /// Where the hub listens (port 0: any free port, printed at start)
     bind: kinds::Addr, "MESYNC_BIND",
-        default Default::Text("0.0.0.0:8080"), flag HUB;
+        default DefaultValue::Text("0.0.0.0:8080"), flag HUB;
     /// Where the hub keeps its files
     data_dir: kinds::Dir, "MESYNC_DATA_DIR",
-        default Default::InBaseDir("hub"), flag HUB;
+        default DefaultValue::HubDir, flag HUB;
     /// How long a hook may run before it is killed
     hook_timeout: kinds::Duration, "MESYNC_HOOK_TIMEOUT",
-        default Default::Text("60"), flag DAEMON;
+        default DefaultValue::Text("60"), flag DAEMON;
     /// How many hooks may run at once
     hook_concurrency: kinds::Count, "MESYNC_HOOK_CONCURRENCY",
-        default Default::Text("4"), flag DAEMON;
+        default DefaultValue::Text("4"), flag DAEMON;
     /// How often the hub sends an idle stream a keepalive comment; a daemon reopens a stream silent for 3 times its own value (keep both sides equal)
     keepalive: kinds::Duration, "MESYNC_KEEPALIVE",
-        default Default::Text("15"), flag HUB;
+        default DefaultValue::Text("15"), flag HUB;
     /// How long the hub keeps a host's unacked messages (and the daemon remembers received ids)
     retention: kinds::Duration, "MESYNC_RETENTION",
-        default Default::Text("604800"), flag HUB;
+        default DefaultValue::Text("604800"), flag HUB;
     /// How long the hub remembers message ids to drop duplicates
     dedupe_window: kinds::Duration, "MESYNC_DEDUPE_WINDOW",
-        default Default::Text("86400"), flag HUB;
+        default DefaultValue::Text("86400"), flag HUB;
     /// The largest encoded message, in bytes (at most 15 MiB, so that one always fits in a request)
     max_message_bytes: kinds::MessageBytes, "MESYNC_MAX_MESSAGE_BYTES",
-        default Default::Text("1048576"), flag MESSAGES;
+        default DefaultValue::Text("1048576"), flag MESSAGES;
 }
 
 /// The key called `name`, if there is one.

@@ -204,10 +204,10 @@ impl Sources<'_> {
             return Ok(found);
         }
         let text = match key.default {
-            keys::Default::Text(t) => t.to_string(),
-            keys::Default::Hostname => system_hostname().unwrap_or_default(),
-            keys::Default::InBaseDir(dir) => self.base_dir.join(dir).display().to_string(),
-            keys::Default::Unset => String::new(),
+            keys::DefaultValue::Text(t) => t.to_string(),
+            keys::DefaultValue::Hostname => system_hostname().unwrap_or_default(),
+            keys::DefaultValue::HubDir => self.base_dir.join("hub").display().to_string(),
+            keys::DefaultValue::Unset => String::new(),
         };
         Ok((text, Source::Default))
     }

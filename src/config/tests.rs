@@ -201,7 +201,7 @@ fn the_sample_config_and_the_readme_list_every_key() {
             k.name
         );
         let default = match k.default {
-            keys::Default::Text(t) => format!("`{t}`"),
+            keys::DefaultValue::Text(t) => format!("`{t}`"),
             other => other.shown().to_string(),
         };
         let row = format!("| `{}` | `{}` | {default} |", k.name, k.env);
