@@ -1,5 +1,5 @@
 //! Delivery between daemons through a real hub: who gets what, hooks, and
-//! de-duplication (SPEC §4, §6).
+//! de-duplication.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! `mesync hosts`, `mesync watch` and `mesync status` against a real hub and
-//! daemon (SPEC §7).
+//! daemon.
 
 mod common;
 

@@ -37,10 +37,10 @@ pub struct HookJob {
     pub pending: Option<Mark>,
 }
 
-/// The receiver's handle to the hook runner.
+/// The inbox writer's handle to the hook runner.
 #[derive(Debug, Clone)]
 pub struct Hooks {
-    // Unbounded on purpose: receiving must never wait for hooks (SPEC §6).
+    // Unbounded on purpose: receiving must never wait for hooks.
     // A job exists only for a received message that has a hook, and holds that
     // message, so the queue grows only while hooks run slower than messages of
     // hooked types arrive; each of those messages is also a file in inbox/.
