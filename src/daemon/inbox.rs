@@ -215,6 +215,9 @@ impl InboxWriter {
             .filter(|(_, h)| h.is_some())
             .map(|((name, _), _)| name.as_str())
             .collect();
+        if hooked.is_empty() {
+            return Vec::new();
+        }
         match pending::record(&self.spool, &hooked) {
             Ok(marks) => marks,
             Err(e) => {
