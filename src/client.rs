@@ -9,13 +9,14 @@ use std::time::Duration;
 use reqwest::{Method, RequestBuilder, StatusCode};
 use reqwest_eventsource::EventSource;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::api::{
     AckRequest, AckResponse, ErrorBody, Health, HostInfo, HostsResponse, ItemResult, PollResponse,
     PostResponse,
 };
-use crate::config::Settings;
+use crate::config::ClientConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -46,12 +47,12 @@ pub struct HubClient {
 }
 
 impl HubClient {
-    pub fn new(settings: &Settings) -> anyhow::Result<HubClient> {
+    pub fn new(cfg: &ClientConfig) -> anyhow::Result<HubClient> {
         Self::build(
-            &settings.server_url,
-            settings.token.clone(),
-            settings.http_timeout,
-            settings.keepalive,
+            &cfg.server_url,
+            cfg.token.clone(),
+            cfg.http_timeout,
+            cfg.keepalive,
         )
     }
 
@@ -96,21 +97,15 @@ impl HubClient {
         }
     }
 
-    /// Posts already encoded messages as one batch (a JSON array of them).
-    pub async fn post_encoded(&self, encoded: &[Vec<u8>]) -> Result<Vec<ItemResult>, ClientError> {
-        let mut body = Vec::with_capacity(encoded.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
-        body.push(b'[');
-        for (i, e) in encoded.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(e);
-        }
-        body.push(b']');
+    /// Posts already encoded messages as one batch (a JSON array of them,
+    /// each copied as it is: `RawValue` is not parsed again).
+    pub async fn post_encoded(
+        &self,
+        encoded: &[&RawValue],
+    ) -> Result<Vec<ItemResult>, ClientError> {
         let req = self
             .request(Method::POST, "/v1/messages")
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .json(encoded)
             .timeout(self.timeout);
         let resp: PostResponse = send(req).await?;
         Ok(resp.results)
@@ -124,15 +119,16 @@ impl HubClient {
         limit: usize,
         wait: Duration,
     ) -> Result<PollResponse, ClientError> {
-        let path = format!(
-            "/v1/hosts/{host}/messages?after={after}&limit={limit}&wait={}",
-            wait.as_secs()
-        );
-        send(
-            self.request(Method::GET, &path)
-                .timeout(self.timeout + wait),
-        )
-        .await
+        let query = [
+            ("after", after),
+            ("limit", limit as u64),
+            ("wait", wait.as_secs()),
+        ];
+        let req = self
+            .request(Method::GET, &format!("/v1/hosts/{host}/messages"))
+            .query(&query)
+            .timeout(self.timeout + wait);
+        send(req).await
     }
 
     pub async fn ack(&self, host: &str, ids: &[Uuid]) -> Result<usize, ClientError> {

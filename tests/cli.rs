@@ -12,8 +12,7 @@ use common::Machine;
 
 /// A machine whose hub is a port nothing listens on.
 fn machine() -> Machine {
-    let port = common::free_port();
-    Machine::new("machine-1", &format!("http://127.0.0.1:{port}"))
+    Machine::new("machine-1", common::NO_HUB)
 }
 
 fn stderr(out: &std::process::Output) -> String {
@@ -351,4 +350,104 @@ fn every_command_has_help_with_an_example() {
         );
     }
     assert!(stdout(&m.run(&["--help"])).contains("Example"));
+}
+
+/// Runs `args` with stdout a pipe whose reading end is already closed, as
+/// when the reader (`head`, a pager) has gone.
+fn into_closed_pipe(m: &Machine, args: &[&str]) -> std::process::Output {
+    let mut child = m
+        .cmd()
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_with_success() {
+    let m = machine();
+    m.send("t", &[]);
+    let valid = fixtures("valid");
+    let commands: &[&[&str]] = &[
+        &["list", "outbox"],
+        &["list", "outbox", "--json"],
+        &["status"],
+        &["check", valid[0].to_str().unwrap()],
+        &["send", "t"],
+        &["retry"],
+        &["flush", "sent"],
+        &["--help"],
+    ];
+    for args in commands {
+        let out = into_closed_pipe(&m, args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}
+
+#[test]
+fn list_piped_into_head_prints_one_line_and_exits_0() {
+    let m = machine();
+    // Far more than a pipe holds, so `list` is still writing when head exits.
+    common::daemon::fill_outbox(&m, "t", None, 2000);
+    let script = format!("set -o pipefail; '{}' list outbox | head -1", common::bin());
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &m.base)
+        .env("MESYNC_BASE_DIR", &m.base)
+        .env("MESYNC_HOST_ID", &m.host)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("TIME"), "{text}");
+}
+
+#[test]
+fn durations_take_units_and_flags_beat_the_environment() {
+    let m = machine();
+    let out = m
+        .cmd()
+        .env("MESYNC_SENT_TTL", "3h")
+        .env("MESYNC_HTTP_TIMEOUT", "1")
+        .args(["status", "--http-timeout", "2m"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let line = |key: &str| text.lines().find(|l| l.trim_start().starts_with(key));
+    assert!(
+        line("sent_ttl").is_some_and(|l| l.contains("3h") && l.contains("env")),
+        "{text}"
+    );
+    assert!(
+        line("http_timeout").is_some_and(|l| l.contains("2m") && l.contains("flag")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_malformed_config_names_file_line_and_column() {
+    let m = machine();
+    std::fs::create_dir_all(&m.base).unwrap();
+    std::fs::write(
+        m.base.join("config.toml"),
+        "sent_ttl = 60\nretention = 7d\n",
+    )
+    .unwrap();
+    let out = m.run(&["status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("config.toml") && err.contains("line 2, column"),
+        "{err}"
+    );
 }

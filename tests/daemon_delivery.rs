@@ -1,5 +1,5 @@
 //! Delivery between daemons through a real hub: who gets what, hooks, and
-//! de-duplication (SPEC §4, §6).
+//! de-duplication.
 
 mod common;
 
@@ -98,18 +98,18 @@ fn hostile_types_never_run_anything_outside_hooks() {
 
 #[test]
 fn start_with_hub_runs_both_roles_in_one_process() {
-    let port = common::free_port();
-    let a = common::Machine::new("a", &format!("http://127.0.0.1:{port}"));
-    // No MESYNC_SERVER_URL: the daemon must find its own hub.
+    let mut a = common::Machine::new("a", "");
+    // No server_url: the daemon must find its own hub, on the port it got.
     let mut cmd = common::mesync_cmd(&a.base);
     cmd.env("MESYNC_HOST_ID", "a")
         .env("MESYNC_POLL_INTERVAL", "1")
-        .env("MESYNC_BIND", format!("127.0.0.1:{port}"))
-        .args(["start", "--with-hub"]);
+        .args(["start", "--with-hub", "--bind", "127.0.0.1:0"]);
     let mut both = common::Proc::spawn("with-hub-a", cmd);
-    let url = format!("http://127.0.0.1:{port}/healthz");
+    let addr = both.hub_addr().expect("the address of the hub");
+    a.server_url = format!("http://{addr}");
+    let health = format!("{}/healthz", a.server_url);
     wait_until("hub answers", DEADLINE, || {
-        reqwest::blocking::get(&url).is_ok_and(|r| r.status().is_success())
+        reqwest::blocking::get(&health).is_ok_and(|r| r.status().is_success())
     });
     let b = common::Machine::new("b", &a.server_url);
     let _db = b.start_daemon();

@@ -1,4 +1,4 @@
-//! Crashes and outages lose nothing and double nothing (SPEC §4).
+//! Crashes and outages lose nothing and double nothing.
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! What the daemon does with the files and processes around it: bad outbox
-//! files, the base-dir lock, signals and `--once` (SPEC §3, §6).
+//! files, the base-dir lock, signals and `--once`.
 
 mod common;
 

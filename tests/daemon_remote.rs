@@ -1,10 +1,7 @@
 //! `mesync hosts`, `mesync watch` and `mesync status` against a real hub and
-//! daemon (SPEC §7).
+//! daemon.
 
 mod common;
-
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 use common::daemon::*;
 use common::{wait_until, Hub, Proc, DEADLINE};
@@ -29,35 +26,15 @@ fn hosts_lists_the_registered_hosts() {
 fn watch_prints_messages_and_acks_nothing() {
     let hub = Hub::start();
     let (a, b) = (hub.machine("a"), hub.machine("b"));
-    let child = b
-        .cmd()
-        .arg("watch")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut watch = Proc {
-        child,
-        name: "watch-b".into(),
-    };
-    let stdout = watch.child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                return;
-            }
-        }
-    });
+    let mut cmd = b.cmd();
+    cmd.arg("watch");
+    let mut watch = Proc::spawn("watch-b", cmd);
     wait_until("watch streaming", DEADLINE, || {
         host_info(&hub, "b").is_some_and(|h| h["streams"] == 1)
     });
     let msg = message_json("t", "a", Some("b"));
     assert_eq!(post(&hub, &msg).0, 200);
-    let line = rx
-        .recv_timeout(DEADLINE)
-        .expect("watch printed the message");
+    let line = watch.wait_line("").expect("watch printed the message");
     let got: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(got, msg);
     assert_eq!(host_info(&hub, "b").unwrap()["pending"], 1, "watch acked");

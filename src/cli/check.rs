@@ -3,6 +3,8 @@
 //! Lets a program's author test the files it will drop into `outbox/` before
 //! they end up in `failed/`.
 
+use std::io::Write;
+
 use super::{CheckArgs, UsageError};
 use crate::config::Settings;
 use crate::message::{check_size, Draft, Fill, MessageError};
@@ -11,6 +13,7 @@ pub fn run(settings: &Settings, args: CheckArgs) -> anyhow::Result<()> {
     let fill = Fill {
         source: &settings.host_id,
     };
+    let mut out = std::io::stdout().lock();
     let mut bad = 0;
     for path in &args.files {
         let verdict = std::fs::read(path)
@@ -26,10 +29,16 @@ pub fn run(settings: &Settings, args: CheckArgs) -> anyhow::Result<()> {
                 Ok(msg)
             });
         match verdict {
-            Ok(m) => println!("ok    {}  (type {}, id {})", path.display(), m.kind, m.id),
+            Ok(m) => writeln!(
+                out,
+                "ok    {}  (type {}, id {})",
+                path.display(),
+                m.kind,
+                m.id
+            )?,
             Err(e) => {
                 bad += 1;
-                println!("bad   {}: {e}", path.display());
+                writeln!(out, "bad   {}: {e}", path.display())?;
             }
         }
     }

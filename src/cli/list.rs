@@ -1,11 +1,20 @@
 //! `mesync list`: the messages of one queue, as an aligned table or JSON lines.
 
-use serde_json::json;
+use std::io::Write;
 
-use super::{ListArgs, ListQueue};
+use serde::Serialize;
+
+use super::{table, ListArgs, ListQueue};
 use crate::config::Settings;
 use crate::message::{Draft, Fill, Message};
 use crate::spool::{Queue, Spool};
+
+/// The JSON line of a file that is not a readable message.
+#[derive(Serialize)]
+struct Unreadable<'a> {
+    file: &'a str,
+    error: &'a str,
+}
 
 pub fn run(settings: &Settings, args: ListArgs) -> anyhow::Result<()> {
     let queue = match args.queue {
@@ -30,56 +39,44 @@ pub fn run(settings: &Settings, args: ListArgs) -> anyhow::Result<()> {
             .and_then(|d| d.complete(Some(&fill)).map_err(|e| e.to_string()));
         rows.push((name, parsed));
     }
+    let mut out = std::io::stdout().lock();
     if args.json {
         for (name, parsed) in rows {
-            let line = match parsed {
-                Ok(m) => String::from_utf8_lossy(&m.to_json_bytes()).into_owned(),
-                Err(e) => json!({"file": name, "error": e}).to_string(),
-            };
-            println!("{line}");
+            match parsed {
+                Ok(m) => out.write_all(&m.to_json_bytes())?,
+                Err(e) => serde_json::to_writer(
+                    &mut out,
+                    &Unreadable {
+                        file: &name,
+                        error: &e,
+                    },
+                )?,
+            }
+            out.write_all(b"\n")?;
         }
         return Ok(());
     }
-    print_table(rows);
+    let cells: Vec<[String; 5]> = rows.into_iter().map(|(n, p)| cells(n, p)).collect();
+    let header = ["TIME", "ID", "TYPE", "SOURCE -> TARGET", "PRIORITY"];
+    table::write(&mut out, header, &cells)?;
     Ok(())
 }
 
-fn print_table(rows: Vec<(String, Result<Message, String>)>) {
-    let header = ["TIME", "ID", "TYPE", "SOURCE -> TARGET", "PRIORITY"].map(String::from);
-    let mut table = vec![header];
-    for (name, parsed) in rows {
-        table.push(match parsed {
-            Ok(m) => [
-                m.created().strftime("%Y-%m-%d %H:%M:%S").to_string(),
-                m.id.to_string(),
-                m.kind.clone(),
-                format!("{} -> {}", m.source, m.target.as_deref().unwrap_or("*")),
-                m.priority.to_string(),
-            ],
-            Err(e) => [
-                "?".into(),
-                name,
-                format!("(unreadable: {e})"),
-                String::new(),
-                String::new(),
-            ],
-        });
-    }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for row in table {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        println!("{}", line.join("  ").trim_end());
+fn cells(name: String, parsed: Result<Message, String>) -> [String; 5] {
+    match parsed {
+        Ok(m) => [
+            m.created().strftime("%Y-%m-%d %H:%M:%S").to_string(),
+            m.id.to_string(),
+            m.kind.clone(),
+            format!("{} -> {}", m.source, m.target.as_deref().unwrap_or("*")),
+            m.priority.to_string(),
+        ],
+        Err(e) => [
+            "?".into(),
+            name,
+            format!("(unreadable: {e})"),
+            String::new(),
+            String::new(),
+        ],
     }
 }

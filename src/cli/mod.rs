@@ -2,24 +2,39 @@
 //!
 //! Parsing is separate from running; each command returns `anyhow::Result`,
 //! and [`UsageError`] marks the failures that are the user's input (exit 2).
+//! The flags of the settings are not written here: [`flags`] generates them
+//! from the settings table. Output into a closed pipe is not an error
+//! ([`is_broken_pipe`]): `mesync list inbox | head -1` ends quietly.
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::config::{ConfigError, Overrides, Settings};
 
 mod check;
+mod flags;
 mod list;
 mod queue;
 mod remote;
 mod send;
+mod serve;
 mod status;
+mod table;
 
 /// Bad usage or bad input: exit code 2, one clear line.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct UsageError(pub String);
+
+/// Whether `err` is a write into a closed pipe (the reader of our output
+/// has gone, as `head` does): the command then ends quietly, with success.
+pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
 
 /// The exit code for an error: 2 for bad input or settings, 1 otherwise.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
@@ -38,26 +53,20 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
     after_help = "Examples:\n  mesync start --with-hub\n  mesync send task.event --payload '{\"job\":\"build\"}'\n  mesync list inbox"
 )]
 pub struct Cli {
-    /// Base dir with config.toml and the queues [env: MESYNC_BASE_DIR] [default: ~/.daemon]
-    #[arg(long, global = true, value_name = "DIR")]
-    pub base_dir: Option<PathBuf>,
-    /// Hub URL [env: MESYNC_SERVER_URL]
-    #[arg(long, global = true, value_name = "URL")]
-    pub server_url: Option<String>,
-    /// This machine's host id [env: MESYNC_HOST_ID]
-    #[arg(long, global = true, value_name = "HOST")]
-    pub host_id: Option<String>,
     #[command(subcommand)]
     pub command: Command,
+    /// The settings given as flags (generated from the settings table).
+    #[arg(skip)]
+    pub overrides: Overrides,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the hub
     #[command(
-        after_help = "Example:\n  mesync serve --bind 127.0.0.1:8080 --data-dir /var/lib/mesync"
+        after_help = "Examples:\n  mesync serve --bind 127.0.0.1:8080 --data-dir /var/lib/mesync\n  mesync serve --bind 127.0.0.1:0    # any free port; the first line of output names it"
     )]
-    Serve(ServeArgs),
+    Serve,
     /// Run the daemon for this machine
     #[command(
         after_help = "Examples:\n  mesync start\n  mesync start --with-hub\n  mesync start --once"
@@ -94,16 +103,6 @@ pub enum Command {
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on [env: MESYNC_BIND] [default: 0.0.0.0:8080]
-    #[arg(long, value_name = "ADDR")]
-    pub bind: Option<String>,
-    /// Where the hub keeps its files [env: MESYNC_DATA_DIR] [default: <base dir>/hub]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<String>,
-}
-
-#[derive(Debug, Args)]
 pub struct StartArgs {
     /// Also run the hub in this process, and point the daemon at it
     #[arg(long)]
@@ -111,12 +110,6 @@ pub struct StartArgs {
     /// One outbox pass and one inbox pull, then exit
     #[arg(long)]
     pub once: bool,
-    /// Hub address with --with-hub [env: MESYNC_BIND]
-    #[arg(long, value_name = "ADDR")]
-    pub bind: Option<String>,
-    /// Hub data dir with --with-hub [env: MESYNC_DATA_DIR]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -182,38 +175,25 @@ pub struct FlushArgs {
     pub queue: FlushQueue,
 }
 
-impl Cli {
-    /// The settings, with this command line's flags on top.
-    pub fn settings(&self) -> Result<Settings, ConfigError> {
-        let mut o = Overrides {
-            base_dir: self.base_dir.clone(),
-            ..Default::default()
-        };
-        o.set("server_url", self.server_url.clone());
-        o.set("host_id", self.host_id.clone());
-        let (bind, data_dir) = match &self.command {
-            Command::Serve(a) => (a.bind.clone(), a.data_dir.clone()),
-            Command::Start(a) => (a.bind.clone(), a.data_dir.clone()),
-            _ => (None, None),
-        };
-        o.set("bind", bind);
-        o.set("data_dir", data_dir);
-        Settings::load(&o)
-    }
+/// The command line as clap sees it: the commands above plus the flags of the settings.
+pub fn command() -> clap::Command {
+    flags::add(Cli::command())
+}
+
+/// Parses the process's arguments; exits with clap's message on bad usage.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.overrides = flags::overrides(&matches);
+    cli
 }
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = cli.settings()?;
+    let settings = Settings::load(&cli.overrides)?;
     match cli.command {
-        Command::Serve(_) => crate::hub::run(settings).await,
-        Command::Start(a) => {
-            let opts = crate::daemon::Options {
-                once: a.once,
-                with_hub: a.with_hub,
-            };
-            crate::daemon::run(settings, opts).await
-        }
+        Command::Serve => serve::serve(&settings).await,
+        Command::Start(a) => serve::start(&settings, a).await,
         Command::Send(a) => send::run(&settings, a),
         Command::List(a) => list::run(&settings, a),
         Command::Retry(a) => queue::retry(&settings, a),
@@ -222,5 +202,55 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => status::run(&settings).await,
         Command::Hosts => remote::hosts(&settings).await,
         Command::Watch => remote::watch(&settings).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Overrides {
+        let matches = command().try_get_matches_from(args).unwrap();
+        flags::overrides(&matches)
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        command().debug_assert();
+    }
+
+    #[test]
+    fn typed_flags_override_and_others_do_not() {
+        let o = parse(&["mesync", "--host-id", "a", "serve", "--bind", "127.0.0.1:0"]);
+        assert_eq!(o.values.get("host_id").map(String::as_str), Some("a"));
+        assert_eq!(
+            o.values.get("bind").map(String::as_str),
+            Some("127.0.0.1:0")
+        );
+        assert_eq!(o.values.len(), 2, "{o:?}");
+        let o = parse(&[
+            "mesync",
+            "status",
+            "--server-url",
+            "http://h:1",
+            "--base-dir",
+            "/b",
+        ]);
+        assert_eq!(
+            o.values.get("server_url").map(String::as_str),
+            Some("http://h:1")
+        );
+        assert_eq!(o.base_dir, Some(PathBuf::from("/b")));
+        let o = parse(&["mesync", "start", "--poll-interval", "90s", "--with-hub"]);
+        assert_eq!(
+            o.values.get("poll_interval").map(String::as_str),
+            Some("90s")
+        );
+    }
+
+    #[test]
+    fn a_flag_is_refused_where_its_setting_is_not_used() {
+        let err = command().try_get_matches_from(["mesync", "send", "t", "--bind", "x"]);
+        assert!(err.is_err());
     }
 }

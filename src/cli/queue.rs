@@ -1,5 +1,7 @@
 //! `mesync retry` and `mesync flush`: move or delete whole files between queues.
 
+use std::io::Write;
+
 use super::{FlushArgs, FlushQueue, RetryArgs, UsageError};
 use crate::config::Settings;
 use crate::message::id_from_file_name;
@@ -28,7 +30,7 @@ pub fn retry(settings: &Settings, args: RetryArgs) -> anyhow::Result<()> {
         spool.move_to(Queue::Failed, name, Queue::Outbox)?;
         spool.remove(Queue::Failed, &format!("{name}.error"))?;
     }
-    println!("re-queued {} message(s)", chosen.len());
+    writeln!(std::io::stdout(), "re-queued {} message(s)", chosen.len())?;
     Ok(())
 }
 
@@ -44,6 +46,10 @@ pub fn flush(settings: &Settings, args: FlushArgs) -> anyhow::Result<()> {
     for name in &names {
         spool.remove(queue, name)?;
     }
-    println!("removed {} message(s) from {queue}/", names.len());
+    writeln!(
+        std::io::stdout(),
+        "removed {} message(s) from {queue}/",
+        names.len()
+    )?;
     Ok(())
 }

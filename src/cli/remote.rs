@@ -1,55 +1,52 @@
 //! `mesync hosts` and `mesync watch`: look at the hub without changing anything.
 
+use std::io::Write;
+
 use futures::StreamExt;
 use reqwest_eventsource::{retry::Never, Event};
 
+use super::table;
 use crate::api::SSE_EVENT;
 use crate::client::HubClient;
 use crate::config::Settings;
 
 pub async fn hosts(settings: &Settings) -> anyhow::Result<()> {
-    let client = HubClient::new(settings)?;
-    let hosts = client.hosts().await?;
-    let mut table =
-        vec![["HOST", "REGISTERED", "LAST SEEN", "STREAMS", "PENDING"].map(String::from)];
-    for h in hosts {
-        table.push([
-            h.id,
-            h.registered_at,
-            h.last_seen,
-            h.streams.to_string(),
-            h.pending.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..5)
-        .map(|c| table.iter().map(|r| r[c].len()).max().unwrap_or(0))
+    let client = HubClient::new(&settings.client())?;
+    let rows: Vec<[String; 5]> = client
+        .hosts()
+        .await?
+        .into_iter()
+        .map(|h| {
+            [
+                h.id,
+                h.registered_at,
+                h.last_seen,
+                h.streams.to_string(),
+                h.pending.to_string(),
+            ]
+        })
         .collect();
-    for row in table {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", cells.join("  ").trim_end());
-    }
+    let header = ["HOST", "REGISTERED", "LAST SEEN", "STREAMS", "PENDING"];
+    table::write(&mut std::io::stdout().lock(), header, &rows)?;
     Ok(())
 }
 
 /// Prints each message of this host's stream as one JSON line. Watching never
 /// acks, so the daemon still receives everything.
 pub async fn watch(settings: &Settings) -> anyhow::Result<()> {
-    let client = HubClient::new(settings)?;
+    let client = HubClient::new(&settings.client())?;
     let mut stream = client.stream(&settings.host_id, None)?;
     stream.set_retry_policy(Box::new(Never));
     eprintln!(
         "watching {} at {} (Ctrl-C to stop)",
         settings.host_id, settings.server_url
     );
+    let mut out = std::io::stdout();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             event = stream.next() => match event {
-                Some(Ok(Event::Message(m))) if m.event == SSE_EVENT => println!("{}", m.data),
+                Some(Ok(Event::Message(m))) if m.event == SSE_EVENT => writeln!(out, "{}", m.data)?,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => anyhow::bail!("stream from {} ended: {e}", settings.server_url),
                 None => return Ok(()),

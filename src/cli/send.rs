@@ -3,7 +3,7 @@
 //! Works with no daemon and no hub running: the daemon picks the file up later.
 //! Every check happens before anything is written, so bad input writes nothing.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use anyhow::Context;
 use serde_json::Value;
@@ -32,7 +32,7 @@ pub fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<()> {
         .map_err(|e| UsageError(e.to_string()))?;
     let spool = Spool::open(&settings.base_dir)?;
     spool.write(Queue::Outbox, &message.file_name(), &bytes)?;
-    println!("{}", message.id);
+    writeln!(std::io::stdout(), "{}", message.id)?;
     Ok(())
 }
 

@@ -4,51 +4,41 @@
 //! An unreachable hub is reported, not an error: status exits 0 whenever the
 //! settings are valid.
 
+use std::io::Write;
+
 use crate::client::HubClient;
 use crate::config::Settings;
 use crate::spool::{Queue, Spool};
 
 pub async fn run(settings: &Settings) -> anyhow::Result<()> {
-    println!("settings:");
-    let width = settings
-        .origins
-        .iter()
-        .map(|(k, _, _)| k.len())
-        .max()
-        .unwrap_or(0);
+    // Asked first: the answer is printed between local facts.
+    let hub = hub_line(settings).await;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "settings:")?;
+    let width = settings.origins.iter().map(|o| o.key.len()).max();
     let vwidth = settings
         .origins
         .iter()
-        .map(|(_, v, _)| v.len())
-        .max()
-        .unwrap_or(0);
-    for (key, value, source) in &settings.origins {
-        println!("  {key:<width$}  {value:<vwidth$}  ({source})");
+        .map(|o| o.shown.chars().count())
+        .max();
+    let (width, vwidth) = (width.unwrap_or(0), vwidth.unwrap_or(0));
+    for o in &settings.origins {
+        let (key, value, source) = (o.key, &o.shown, &o.source);
+        writeln!(out, "  {key:<width$}  {value:<vwidth$}  ({source})")?;
     }
 
     // Status only looks: it does not create the base dir.
     let exists = settings.base_dir.is_dir();
     let spool = Spool::open_existing(&settings.base_dir);
-    println!();
+    writeln!(out)?;
     match spool.as_ref().and_then(|s| s.daemon_holder()) {
-        Some(pid) => println!("daemon:  running (pid {pid})"),
-        None => println!("daemon:  not running"),
+        Some(pid) => writeln!(out, "daemon:  running (pid {pid})")?,
+        None => writeln!(out, "daemon:  not running")?,
     }
+    writeln!(out, "hub:     {hub}")?;
 
-    let hub = match HubClient::new(settings) {
-        Ok(client) => match client.health().await {
-            Ok(h) => format!(
-                "reachable at {} (version {})",
-                settings.server_url, h.version
-            ),
-            Err(e) => format!("not reachable at {}: {e}", settings.server_url),
-        },
-        Err(e) => format!("cannot build a client: {e:#}"),
-    };
-    println!("hub:     {hub}");
-
-    println!();
-    println!("queues:");
+    writeln!(out)?;
+    writeln!(out, "queues:")?;
     for q in Queue::ALL {
         let depth = match &spool {
             Some(s) if exists => s
@@ -57,7 +47,18 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
                 .unwrap_or_else(|e| format!("unreadable: {e:#}")),
             _ => "0 (base dir not created yet)".to_string(),
         };
-        println!("  {:<7} {depth}", q.name());
+        writeln!(out, "  {:<7} {depth}", q.name())?;
     }
     Ok(())
+}
+
+async fn hub_line(settings: &Settings) -> String {
+    let url = &settings.server_url;
+    match HubClient::new(&settings.client()) {
+        Ok(client) => match client.health().await {
+            Ok(h) => format!("reachable at {url} (version {})", h.version),
+            Err(e) => format!("not reachable at {url}: {e}"),
+        },
+        Err(e) => format!("cannot build a client: {e:#}"),
+    }
 }

@@ -1,6 +1,7 @@
 //! Precedence and error messages of settings.
 
 use super::*;
+use std::time::Duration;
 
 fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
     move |var| {
@@ -22,7 +23,7 @@ fn base_with_file(text: &str) -> (tempfile::TempDir, Overrides) {
 }
 
 fn origin<'a>(s: &'a Settings, key: &str) -> &'a Source {
-    &s.origins.iter().find(|(k, _, _)| *k == key).unwrap().2
+    s.source_of(key).unwrap()
 }
 
 #[test]
@@ -52,7 +53,10 @@ fn flag_beats_env_beats_file_beats_default() {
     assert_eq!(s.sent_ttl, Duration::from_secs(3));
     assert_eq!(origin(&s, "sent_ttl"), &Source::Env("MESYNC_SENT_TTL"));
     assert_eq!(s.http_timeout, Duration::from_secs(11));
-    assert!(matches!(origin(&s, "http_timeout"), Source::File(_)));
+    assert!(matches!(
+        origin(&s, "http_timeout"),
+        Source::File { line: 3, .. }
+    ));
     assert_eq!(s.keepalive, Duration::from_secs(15));
 }
 
@@ -116,10 +120,93 @@ fn bad_url_bind_and_host_id_are_refused() {
 }
 
 #[test]
-fn malformed_toml_is_an_error_naming_the_file() {
-    let (_d, o) = base_with_file("poll_interval = \n");
+fn malformed_toml_is_an_error_naming_file_line_and_column() {
+    let (_d, o) = base_with_file("host_id = \"h\"\npoll_interval = \n");
     let err = Settings::resolve(&o, env_of(&[])).unwrap_err().to_string();
     assert!(err.contains("config.toml"), "{err}");
+    assert!(err.contains("line 2, column 17"), "{err}");
+}
+
+#[test]
+fn unknown_and_mistyped_file_values_name_their_line() {
+    let (_d, o) = base_with_file("\n\npol_interval = 5\n");
+    let err = Settings::resolve(&o, env_of(&[])).unwrap_err().to_string();
+    assert!(err.contains("config.toml:3"), "{err}");
+    let (_d, o) = base_with_file("host_id = \"h\"\nhook_concurrency = \"4\"\n");
+    let err = Settings::resolve(&o, env_of(&[])).unwrap_err().to_string();
+    assert!(
+        err.contains("hook_concurrency") && err.contains("config.toml:2"),
+        "{err}"
+    );
+}
+
+#[test]
+fn durations_take_units_from_file_env_and_flag() {
+    let (_d, mut o) = base_with_file("retention = \"7d\"\nsent_ttl = 60\n");
+    o.set("hook_timeout", Some("90s".into()));
+    let env = env_of(&[("MESYNC_HOST_ID", "h"), ("MESYNC_DEDUPE_WINDOW", "24h")]);
+    let s = Settings::resolve(&o, env).unwrap();
+    assert_eq!(s.retention, Duration::from_secs(7 * 86_400));
+    assert_eq!(s.sent_ttl, Duration::from_secs(60));
+    assert_eq!(s.hook_timeout, Duration::from_secs(90));
+    assert_eq!(s.dedupe_window, Duration::from_secs(86_400));
+    let (_d, o) = base_with_file("keepalive = \"15 minutes\"\n");
+    let err = Settings::resolve(&o, env_of(&[])).unwrap_err().to_string();
+    assert!(err.contains("keepalive") && err.contains("7d"), "{err}");
+}
+
+#[test]
+fn every_default_in_the_table_is_valid() {
+    let (_d, o) = base_with_file("");
+    let s = Settings::resolve(&o, env_of(&[("MESYNC_HOST_ID", "h")])).unwrap();
+    assert_eq!(s.origins.len(), KEYS.len() + 1);
+    let defaults = s.origins.iter().filter(|o| o.source == Source::Default);
+    assert_eq!(defaults.count(), KEYS.len() - 1, "all but host_id");
+    assert_eq!(
+        s.max_message_bytes,
+        crate::message::DEFAULT_MAX_MESSAGE_BYTES
+    );
+}
+
+#[test]
+fn an_unusable_hostname_default_says_what_to_set() {
+    // The real hostname cannot be chosen here; ask how a bad one is refused.
+    let no_env = |_: &str| None;
+    let sources = Sources {
+        flags: &Overrides::default(),
+        env: &no_env,
+        file: file::ConfigFile::default(),
+        base_dir: "/b".into(),
+        base_source: Source::Default,
+    };
+    let key = keys::find("host_id").unwrap();
+    let err = sources
+        .refused(key, "bad_host!".into(), Source::Default)
+        .to_string();
+    assert!(
+        err.contains("MESYNC_HOST_ID") && err.contains("system hostname"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_sample_config_and_the_readme_list_every_key() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let sample = std::fs::read_to_string(root.join("fixtures/config.toml")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for k in KEYS {
+        assert!(
+            sample.contains(&format!("{} =", k.name)),
+            "fixtures/config.toml lacks {}",
+            k.name
+        );
+        let default = match k.default {
+            keys::DefaultValue::Text(t) => format!("`{t}`"),
+            other => other.shown().to_string(),
+        };
+        let row = format!("| `{}` | `{}` | {default} |", k.name, k.env);
+        assert!(readme.contains(&row), "README.md lacks the row {row}");
+    }
 }
 
 #[test]
@@ -127,7 +214,7 @@ fn token_is_masked_in_origins() {
     let (_d, o) = base_with_file("token = \"s3cret\"\n");
     let s = Settings::resolve(&o, env_of(&[("MESYNC_HOST_ID", "h")])).unwrap();
     assert_eq!(s.token.as_deref(), Some("s3cret"));
-    assert!(s.origins.iter().all(|(_, v, _)| !v.contains("s3cret")));
+    assert!(s.origins.iter().all(|o| !o.shown.contains("s3cret")));
 }
 
 #[test]

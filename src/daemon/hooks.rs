@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::pending::Mark;
 use crate::message::{validate_type, Message};
 
 /// How long running hooks may finish after a shutdown request before they are killed.
@@ -32,14 +33,14 @@ pub struct HookJob {
     pub message: Message,
     pub json: Vec<u8>,
     pub inbox_file: PathBuf,
-    /// The mark that this hook is owed (see [`super::pending`]), cleared as it starts.
-    pub pending: Option<PathBuf>,
+    /// The mark that this hook is owed, cleared as it starts.
+    pub pending: Option<Mark>,
 }
 
-/// The receiver's handle to the hook runner.
+/// The inbox writer's handle to the hook runner.
 #[derive(Debug, Clone)]
 pub struct Hooks {
-    // Unbounded on purpose: receiving must never wait for hooks (SPEC §6).
+    // Unbounded on purpose: receiving must never wait for hooks.
     // A job exists only for a received message that has a hook, and holds that
     // message, so the queue grows only while hooks run slower than messages of
     // hooked types arrive; each of those messages is also a file in inbox/.
@@ -144,11 +145,11 @@ async fn dispatch(
 }
 
 /// Runs one hook to completion or timeout, and logs how it went.
-async fn run_one(job: HookJob, timeout: Duration) {
+async fn run_one(mut job: HookJob, timeout: Duration) {
     let id = job.message.id;
-    if let Some(mark) = job.pending.clone() {
+    if let Some(mark) = job.pending.take() {
         // Cleared before the start: a hook killed mid-run is not run again.
-        let _ = tokio::task::spawn_blocking(move || super::pending::clear(&mark)).await;
+        let _ = tokio::task::spawn_blocking(move || mark.clear()).await;
     }
     let mut cmd = tokio::process::Command::new(&job.hook);
     cmd.env("MESYNC_MESSAGE_ID", id.to_string())

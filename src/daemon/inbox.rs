@@ -1,132 +1,262 @@
-//! Receiving: a batch of messages from the hub becomes inbox files, ledger
-//! entries, acks and hook runs — in that order.
+//! The inbox writer: the one thread that owns inbox/, the received-ids ledger
+//! and the marks of hooks owed. Each batch from the hub becomes inbox files,
+//! ledger entries, acks and hook runs, in that order.
 //!
-//! Promise: a message is acked only after its inbox file and its ledger entry
-//! are durable, so a crash at any point loses nothing (the hub re-delivers what
-//! was not acked) and doubles nothing (the ledger recognises what was already
-//! written, also after the inbox file was deleted). A message already in the
-//! ledger is acked again but neither rewritten nor hooked.
+//! Promises: a message is acked only after its inbox file and its ledger
+//! entry are durable, so a crash at any point loses nothing (the hub
+//! re-delivers what was not acked) and doubles nothing (the ledger recognises
+//! what was already written, also after the inbox file was deleted). A
+//! message already in the ledger is acked again but neither rewritten nor
+//! hooked. Every batch handed over is written: while the disk fails the
+//! writer retries with backoff, acking nothing, until it works or the daemon
+//! stops (then the hub keeps the batch), so whoever feeds the writer may move
+//! its cursor past a batch as soon as it is handed over.
+//!
+//! Batches reach it through the hand-off of [`super::handoff`], one at a time.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::backoff::Backoff;
+use super::handoff::{self, InboxInput, ToWriter};
 use super::hooks::{self, HookJob, Hooks};
 use super::ledger::{self, LedgerFile, Received};
-use super::pending;
-use crate::client::HubClient;
+use super::pending::{self, Mark};
 use crate::message::Message;
 use crate::spool::{Queue, Spool};
 
-/// Most ids in one ack request.
-const ACK_CHUNK: usize = 1000;
 /// How often the ledger is pruned of entries past the hub's retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Counts reach the info log at most this often, so a burst is a few lines.
 const LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// The receiving side of one base dir: inbox writes, ledger and hand-offs.
-pub struct Inbox {
+/// The writer's state; it lives on its own thread, fed by [`InboxInput`].
+pub struct InboxWriter {
     spool: Spool,
+    inbox_dir: PathBuf,
+    ledger: LedgerFile,
     received: Received,
-    ledger: Option<LedgerFile>,
     retention: Duration,
     last_prune: Instant,
     acks: mpsc::Sender<Vec<Uuid>>,
     hooks: Hooks,
     counts: Counts,
+    /// Fired at shutdown: batches not written yet are dropped (not acked).
+    cancel: CancellationToken,
 }
 
-#[derive(Default)]
-struct Counts {
-    written: usize,
-    duplicates: usize,
-    since: Option<Instant>,
-}
-
-impl Inbox {
-    /// Loads the ledger (blocking: call at start, off the reactor).
+impl InboxWriter {
+    /// Loads the ledger and queues the hooks owed from before this start.
+    /// Blocks on the disk.
     pub fn open(
         spool: Spool,
         retention: Duration,
         acks: mpsc::Sender<Vec<Uuid>>,
         hooks: Hooks,
-    ) -> Result<Inbox> {
+        cancel: CancellationToken,
+    ) -> Result<InboxWriter> {
         let (ledger, received) = LedgerFile::open(spool.base(), retention)?;
-        for job in pending::owed(&spool) {
-            hooks.submit(job);
-        }
-        Ok(Inbox {
+        let inbox_dir = pending::inbox_dir(&spool);
+        let writer = InboxWriter {
             spool,
+            inbox_dir,
+            ledger,
             received,
-            ledger: Some(ledger),
             retention,
             last_prune: Instant::now(),
             acks,
             hooks,
             counts: Counts::default(),
-        })
+            cancel,
+        };
+        writer.submit_owed();
+        Ok(writer)
     }
 
-    /// Writes the new messages of `batch` into inbox/ and the ledger, then
-    /// queues acks for the whole batch and hooks for the new ones. On error
-    /// nothing of the batch is acked.
-    pub async fn deliver(&mut self, batch: Vec<Message>) -> Result<()> {
-        if batch.is_empty() {
-            return Ok(());
+    /// Starts the writer thread. The token is cancelled when it ends, also
+    /// by a panic, so its owner notices.
+    pub fn spawn(self) -> Result<(InboxInput, CancellationToken)> {
+        let (input, rx) = handoff::channel();
+        let gone = CancellationToken::new();
+        let guard = gone.clone().drop_guard();
+        std::thread::Builder::new()
+            .name("mesync-inbox".to_string())
+            .spawn(move || {
+                let _gone = guard;
+                self.run(rx);
+            })?;
+        Ok((input, gone))
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<ToWriter>) {
+        while let Some(item) = rx.blocking_recv() {
+            match item {
+                ToWriter::Batch(batch, _turn) => self.deliver(batch),
+                ToWriter::Upkeep => self.upkeep(),
+            }
         }
-        let fresh = ledger::fresh(&self.received, batch.iter().map(|m| &m.id));
-        let mut wanted: HashSet<Uuid> = fresh.into_iter().collect();
-        let new: Vec<Message> = batch
+        self.counts.log(true);
+    }
+
+    fn submit_owed(&self) {
+        let owed = pending::owed(&self.spool);
+        let hooks_dir = self.spool.hooks_dir();
+        let mut queued = 0;
+        for o in owed {
+            match hooks::find(&hooks_dir, &o.message.kind) {
+                Some(hook) => {
+                    queued += 1;
+                    self.hooks.submit(HookJob {
+                        hook,
+                        message: o.message,
+                        json: o.json,
+                        inbox_file: o.inbox_file,
+                        pending: Some(o.mark),
+                    });
+                }
+                // The hook was removed meanwhile: nothing is owed any more.
+                None => o.mark.clear(),
+            }
+        }
+        if queued > 0 {
+            tracing::info!(hooks = queued, "running hooks owed from before the restart");
+        }
+    }
+
+    /// Writes `batch` (retrying while the disk fails), then hands it on.
+    fn deliver(&mut self, batch: Vec<Message>) {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        let mut failing = false;
+        loop {
+            // Stopping: what is not written is not acked, and the hub keeps it.
+            if self.cancel.is_cancelled() {
+                return;
+            }
+            match self.write(&batch) {
+                Ok(fresh) => {
+                    if failing {
+                        tracing::info!("inbox/ is writable again");
+                    }
+                    self.hand_on(batch, fresh);
+                    return;
+                }
+                Err(e) if failing => tracing::debug!("still cannot write to inbox/: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(
+                        "cannot write to inbox/, retrying; nothing is acked meanwhile: {e:#}"
+                    );
+                    failing = true;
+                }
+            }
+            self.pause(backoff.next_delay());
+        }
+    }
+
+    /// Writes the new messages of `batch`: inbox files first, then the
+    /// ledger (so an id in the ledger always has had its file), then the
+    /// marks of the hooks owed (so a mark always belongs to a known message).
+    fn write(&mut self, batch: &[Message]) -> Result<Vec<Fresh>> {
+        let positions = ledger::fresh(&self.received, batch.iter().map(|m| &m.id));
+        let files: Vec<(String, Vec<u8>)> = positions
             .iter()
-            .filter(|m| wanted.remove(&m.id))
-            .cloned()
+            .map(|&i| (batch[i].file_name(), batch[i].to_json_bytes()))
             .collect();
-        let all_ids: Vec<Uuid> = batch.iter().map(|m| m.id).collect();
-        let duplicates = batch.len() - new.len();
-
-        let ledger = self.ledger.take().context("the ledger is unavailable")?;
-        let spool = self.spool.clone();
+        self.spool.write_batch(Queue::Inbox, &files)?;
+        let ids: Vec<Uuid> = positions.iter().map(|&i| batch[i].id).collect();
         let now = ledger::unix_now();
-        let (ledger, written) =
-            tokio::task::spawn_blocking(move || write_durably(&spool, ledger, new, now))
-                .await
-                .context("inbox writer stopped")?;
-        self.ledger = Some(ledger);
-        let written = written?;
+        self.ledger.append(&ids, now)?;
+        self.received.extend(ids.iter().map(|id| (*id, now)));
+        self.counts.add(ids.len(), batch.len() - ids.len());
 
-        for w in &written {
-            self.received.insert(w.message.id, now);
-            tracing::debug!(id = %w.message.id, kind = %w.message.kind, source = %w.message.source, "received");
+        let hooks_dir = self.spool.hooks_dir();
+        let mut found: HashMap<&str, Option<PathBuf>> = HashMap::new();
+        let hooks: Vec<Option<PathBuf>> = positions
+            .iter()
+            .map(|&i| {
+                let kind = batch[i].kind.as_str();
+                found
+                    .entry(kind)
+                    .or_insert_with(|| hooks::find(&hooks_dir, kind))
+                    .clone()
+            })
+            .collect();
+        let mut marks = self.mark_hooked(&files, &hooks).into_iter();
+        Ok(positions
+            .into_iter()
+            .zip(files)
+            .zip(hooks)
+            .map(|((index, (name, json)), hook)| Fresh {
+                mark: hook.as_ref().and_then(|_| marks.next().flatten()),
+                index,
+                name,
+                json,
+                hook,
+            })
+            .collect())
+    }
+
+    /// Marks the hooks owed, one mark per hooked file. The messages are
+    /// written already; without marks their hooks still run now, they only
+    /// would not be run again after a crash.
+    fn mark_hooked(
+        &self,
+        files: &[(String, Vec<u8>)],
+        hooks: &[Option<PathBuf>],
+    ) -> Vec<Option<Mark>> {
+        let hooked: Vec<&str> = files
+            .iter()
+            .zip(hooks)
+            .filter(|(_, h)| h.is_some())
+            .map(|((name, _), _)| name.as_str())
+            .collect();
+        if hooked.is_empty() {
+            return Vec::new();
         }
-        self.count(written.len(), duplicates);
+        match pending::record(&self.spool, &hooked) {
+            Ok(marks) => marks,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot record the hooks owed; they run now but not after a crash: {e:#}"
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    /// Queues the acks for the whole batch and the hooks of its new messages.
+    fn hand_on(&mut self, batch: Vec<Message>, fresh: Vec<Fresh>) {
+        let ids = batch.iter().map(|m| m.id).collect();
         // Only now, with files and ledger durable, may the hub forget them.
-        if self.acks.send(all_ids).await.is_err() {
+        if self.acks.blocking_send(ids).is_err() {
             tracing::warn!("acker stopped; acks left for the hub to re-deliver");
         }
-        for w in written {
-            if let Some(hook) = w.hook {
+        let mut batch: Vec<Option<Message>> = batch.into_iter().map(Some).collect();
+        for f in fresh {
+            let Some(message) = batch[f.index].take() else {
+                continue;
+            };
+            tracing::debug!(id = %message.id, kind = %message.kind, source = %message.source, "received");
+            if let Some(hook) = f.hook {
                 self.hooks.submit(HookJob {
                     hook,
-                    json: w.json,
-                    inbox_file: w.path,
-                    message: w.message,
-                    pending: w.pending,
+                    message,
+                    json: f.json,
+                    inbox_file: self.inbox_dir.join(&f.name),
+                    pending: f.mark,
                 });
             }
         }
-        Ok(())
+        self.counts.log(false);
     }
 
-    /// Periodic upkeep: the counts log line and the ledger pruning.
-    pub async fn tick(&mut self) {
-        self.log_counts(true);
+    fn upkeep(&mut self) {
+        self.counts.log(true);
         if self.last_prune.elapsed() < PRUNE_EVERY {
             return;
         }
@@ -134,168 +264,64 @@ impl Inbox {
         if ledger::prune(&mut self.received, self.retention, ledger::unix_now()) == 0 {
             return;
         }
-        let Some(mut file) = self.ledger.take() else {
-            return;
-        };
-        let snapshot = self.received.clone();
-        let file = tokio::task::spawn_blocking(move || {
-            if let Err(e) = file.compact(&snapshot) {
-                tracing::warn!("cannot prune the received-ids ledger: {e:#}");
+        if let Err(e) = self.ledger.compact(&self.received) {
+            tracing::warn!("cannot prune the received-ids ledger: {e:#}");
+        }
+    }
+
+    /// Waits `delay`, or less when the daemon stops meanwhile.
+    fn pause(&self, delay: Duration) {
+        let until = Instant::now() + delay;
+        while !self.cancel.is_cancelled() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
             }
-            file
-        })
-        .await;
-        self.ledger = file.ok();
+            std::thread::sleep(left.min(Duration::from_millis(50)));
+        }
     }
+}
 
-    fn count(&mut self, written: usize, duplicates: usize) {
-        self.counts.written += written;
-        self.counts.duplicates += duplicates;
+/// One new message of a batch, as written into inbox/.
+struct Fresh {
+    /// Its position in the batch.
+    index: usize,
+    name: String,
+    json: Vec<u8>,
+    hook: Option<PathBuf>,
+    mark: Option<Mark>,
+}
+
+/// Messages written and duplicates dropped since the last log line.
+#[derive(Default)]
+struct Counts {
+    written: usize,
+    duplicates: usize,
+    since: Option<Instant>,
+}
+
+impl Counts {
+    fn add(&mut self, written: usize, duplicates: usize) {
+        self.written += written;
+        self.duplicates += duplicates;
         tracing::debug!(written, duplicates, "inbox batch");
-        self.log_counts(false);
     }
 
-    fn log_counts(&mut self, force: bool) {
-        let c = &mut self.counts;
-        let since = *c.since.get_or_insert_with(Instant::now);
-        if c.written + c.duplicates == 0 || (!force && since.elapsed() < LOG_EVERY) {
+    fn log(&mut self, force: bool) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if self.written + self.duplicates == 0 || (!force && since.elapsed() < LOG_EVERY) {
             return;
         }
         tracing::info!(
-            received = c.written,
-            duplicates = c.duplicates,
+            received = self.written,
+            duplicates = self.duplicates,
             "messages written to inbox/"
         );
-        *c = Counts {
+        *self = Counts {
             since: Some(Instant::now()),
             ..Counts::default()
         };
     }
-}
-
-/// One message as written into inbox/.
-struct Written {
-    message: Message,
-    json: Vec<u8>,
-    path: PathBuf,
-    hook: Option<PathBuf>,
-    pending: Option<PathBuf>,
-}
-
-/// The blocking part of [`Inbox::deliver`]: inbox files first, then the ledger,
-/// so that an id in the ledger always has had its inbox file, then the marks
-/// of the hooks owed (so a mark always belongs to a message the ledger knows).
-fn write_durably(
-    spool: &Spool,
-    mut ledger: LedgerFile,
-    new: Vec<Message>,
-    now: u64,
-) -> (LedgerFile, Result<Vec<Written>>) {
-    let result = (|| {
-        let files: Vec<(String, Vec<u8>)> = new
-            .iter()
-            .map(|m| (m.file_name(), m.to_json_bytes()))
-            .collect();
-        spool.write_batch(Queue::Inbox, &files)?;
-        let ids: Vec<Uuid> = new.iter().map(|m| m.id).collect();
-        ledger.append(&ids, now)?;
-        let hooks_dir = spool.hooks_dir();
-        let mut found: HashMap<String, Option<PathBuf>> = HashMap::new();
-        let hooks: Vec<Option<PathBuf>> = new
-            .iter()
-            .map(|m| {
-                found
-                    .entry(m.kind.clone())
-                    .or_insert_with(|| hooks::find(&hooks_dir, &m.kind))
-                    .clone()
-            })
-            .collect();
-        let hooked: Vec<&str> = files
-            .iter()
-            .zip(&hooks)
-            .filter(|(_, h)| h.is_some())
-            .map(|((name, _), _)| name.as_str())
-            .collect();
-        let mut marks = pending::record(spool, &hooked)?.into_iter();
-        let inbox = std::path::absolute(spool.dir(Queue::Inbox)).unwrap_or(spool.dir(Queue::Inbox));
-        Ok(new
-            .into_iter()
-            .zip(files)
-            .zip(hooks)
-            .map(|((message, (name, json)), hook)| Written {
-                pending: hook.as_ref().and_then(|_| marks.next().flatten()),
-                path: inbox.join(name),
-                message,
-                json,
-                hook,
-            })
-            .collect())
-    })();
-    (ledger, result)
-}
-
-/// Sends the ids the inbox queued, in as few requests as possible, retrying
-/// with backoff while the hub fails. Ends when every [`Inbox`] is gone and
-/// the queued ids are acked, or when `cancel` fires while the hub is failing
-/// (the hub then re-delivers those messages and the ledger drops them).
-pub async fn ack_loop(
-    client: HubClient,
-    host: String,
-    mut rx: mpsc::Receiver<Vec<Uuid>>,
-    cancel: CancellationToken,
-) {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
-    let mut pending: Vec<Uuid> = Vec::new();
-    loop {
-        if pending.is_empty() {
-            match rx.recv().await {
-                Some(ids) => pending = ids,
-                None => return,
-            }
-        }
-        // Everything queued meanwhile rides along in the same requests.
-        while let Ok(more) = rx.try_recv() {
-            pending.extend(more);
-        }
-        match ack_all(&client, &host, &pending).await {
-            Ok(()) => {
-                backoff.reset();
-                pending.clear();
-            }
-            Err(done) => {
-                pending.drain(..done);
-                let delay = backoff.next_delay();
-                tokio::select! {
-                    _ = cancel.cancelled() => {
-                        tracing::warn!(unacked = pending.len(), "shutting down with acks the hub did not take; it will re-deliver them");
-                        return;
-                    }
-                    _ = tokio::time::sleep(delay) => {}
-                }
-            }
-        }
-    }
-}
-
-/// Acks `ids` in chunks; on a failure returns how many were acked before it.
-async fn ack_all(client: &HubClient, host: &str, ids: &[Uuid]) -> Result<(), usize> {
-    let mut done = 0;
-    for chunk in ids.chunks(ACK_CHUNK) {
-        match client.ack(host, chunk).await {
-            Ok(_) => done += chunk.len(),
-            Err(e) if e.is_transient() => {
-                tracing::warn!("ack failed, will retry: {e}");
-                return Err(done);
-            }
-            Err(e) => {
-                // A refused ack would be refused again; the hub re-delivers
-                // these messages and the ledger recognises them.
-                tracing::warn!(count = chunk.len(), "hub refused an ack: {e}");
-                done += chunk.len();
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -303,27 +329,61 @@ mod tests {
     use super::*;
     use crate::message::Priority;
 
+    /// A writer thread on `spool` and the acks it sends.
+    fn start(spool: &Spool) -> (InboxInput, mpsc::Receiver<Vec<Uuid>>, CancellationToken) {
+        let (tx, rx) = mpsc::channel(16);
+        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
+        let week = Duration::from_secs(7 * 86_400);
+        let writer =
+            InboxWriter::open(spool.clone(), week, tx, hooks, CancellationToken::new()).unwrap();
+        let (input, gone) = writer.spawn().unwrap();
+        (input, rx, gone)
+    }
+
     #[tokio::test]
     async fn a_message_is_written_once_even_after_its_file_is_deleted() {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
-        let (tx, mut rx) = mpsc::channel(16);
-        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
-        let mut inbox = Inbox::open(spool.clone(), Duration::from_secs(3600), tx, hooks).unwrap();
         let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
 
-        inbox.deliver(vec![msg.clone(), msg.clone()]).await.unwrap();
+        let (input, mut acks, gone) = start(&spool);
+        input.deliver(vec![msg.clone(), msg.clone()]).await.unwrap();
+        assert_eq!(acks.recv().await.unwrap(), vec![msg.id, msg.id]);
         assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
-        assert_eq!(rx.recv().await.unwrap(), vec![msg.id, msg.id]);
+        drop(input);
+        gone.cancelled().await;
 
         spool.remove(Queue::Inbox, &msg.file_name()).unwrap();
-        drop(inbox);
-        let (tx, mut rx) = mpsc::channel(16);
-        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
-        let mut inbox = Inbox::open(spool.clone(), Duration::from_secs(3600), tx, hooks).unwrap();
-        inbox.deliver(vec![msg.clone()]).await.unwrap();
-        assert!(spool.list(Queue::Inbox).unwrap().is_empty());
+        let (input, mut acks, _gone) = start(&spool);
+        input.deliver(vec![msg.clone()]).await.unwrap();
         // Still acked: the hub re-sent it because an earlier ack was lost.
-        assert_eq!(rx.recv().await.unwrap(), vec![msg.id]);
+        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
+        assert!(spool.list(Queue::Inbox).unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_cannot_be_written_is_retried_and_acked_only_once_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        let inbox = spool.dir(Queue::Inbox);
+        // inbox/ replaced by a file: no file can be renamed into it.
+        std::fs::remove_dir(&inbox).unwrap();
+        std::fs::write(&inbox, b"").unwrap();
+        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
+
+        let (input, mut acks, _gone) = start(&spool);
+        input.deliver(vec![msg.clone()]).await.unwrap();
+        // The writer keeps the batch (the next turn waits) and acks nothing.
+        let next = tokio::time::timeout(Duration::from_millis(300), input.turn()).await;
+        assert!(
+            next.is_err(),
+            "the writer let go of a batch it could not write"
+        );
+        assert!(acks.try_recv().is_err());
+
+        std::fs::remove_file(&inbox).unwrap();
+        std::fs::create_dir(&inbox).unwrap();
+        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
+        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
     }
 }

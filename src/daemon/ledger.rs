@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use uuid::Uuid;
 
-use crate::spool::sync_dir;
+use crate::spool::{create_synced, sync_dir};
 
 pub const LEDGER_FILE: &str = "received.log";
 
@@ -132,14 +132,7 @@ fn rewrite(path: &Path, received: &Received) -> Result<File> {
     for (id, t) in entries {
         text.push_str(&format!("{id} {t}\n"));
     }
-    let mut file = OpenOptions::new()
-        .append(true)
-        .create_new(true)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(text.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    let file = create_synced(&tmp, text.as_bytes())?;
     fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
     if let Some(dir) = path.parent() {
         sync_dir(dir)?;
@@ -155,11 +148,12 @@ fn open_append(path: &Path) -> Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// Ids of `ids` not yet in `received`, first occurrence only, in order.
-pub fn fresh<'a>(received: &Received, ids: impl Iterator<Item = &'a Uuid>) -> Vec<Uuid> {
+/// Positions in `ids` of the ids not yet in `received`, first occurrence only.
+pub fn fresh<'a>(received: &Received, ids: impl Iterator<Item = &'a Uuid>) -> Vec<usize> {
     let mut seen = HashSet::new();
-    ids.filter(|id| !received.contains_key(id) && seen.insert(**id))
-        .copied()
+    ids.enumerate()
+        .filter(|(_, id)| !received.contains_key(id) && seen.insert(**id))
+        .map(|(i, _)| i)
         .collect()
 }
 
@@ -212,6 +206,6 @@ mod tests {
     fn fresh_skips_known_and_repeated_ids() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
         let received: Received = [(a, 1)].into_iter().collect();
-        assert_eq!(fresh(&received, [a, b, b].iter()), vec![b]);
+        assert_eq!(fresh(&received, [a, b, b].iter()), vec![1]);
     }
 }

@@ -1,34 +1,39 @@
 //! `mesync start --once`: one outbox pass and one inbox pull, then exit.
 //!
-//! For cron and tests. Everything the pass finds is sent, everything the hub
-//! holds for this host is written, acked and hooked, and the hooks are waited
-//! for. A hub that cannot be reached is an error (exit 1); nothing is lost,
-//! the next run picks up where this one stopped.
+//! For cron and tests. Everything the pass finds is sent; everything the hub
+//! holds for this host goes through the same receive pipeline as in the
+//! running daemon (written, acked, hooked), and the hooks are waited for. A
+//! hub that cannot be reached is an error (exit 1); nothing is lost, the
+//! next run picks up where this one stopped.
 
 use std::time::Duration;
 
 use anyhow::Result;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::hooks::Hooks;
-use super::inbox::{self, Inbox};
-use super::send::Sender;
-use crate::api::MAX_POLL_LIMIT;
+use super::pipeline::Pipeline;
+use super::poll;
+use super::send::OutboxSender;
 use crate::client::HubClient;
-use crate::config::Settings;
+use crate::config::DaemonConfig;
 use crate::spool::Spool;
 
 /// Pages of the hub's backlog one run takes at most (bounded, for cron).
 const MAX_PAGES: usize = 1000;
+/// How long the hub gets to take the acks of what was written.
+const ACK_DEADLINE: Duration = Duration::from_secs(30);
 
-pub async fn run(settings: &Settings, spool: Spool, client: HubClient) -> Result<()> {
-    let cancel = CancellationToken::new();
-    let mut sender = Sender::new(
+pub async fn run(
+    cfg: &DaemonConfig,
+    spool: Spool,
+    client: HubClient,
+    cancel: CancellationToken,
+) -> Result<()> {
+    let mut sender = OutboxSender::new(
         spool.clone(),
         client.clone(),
-        settings.host_id.clone(),
-        settings.max_message_bytes,
+        cfg.host_id.clone(),
+        cfg.max_message_bytes,
     );
     let mut sent = 0;
     loop {
@@ -37,61 +42,21 @@ pub async fn run(settings: &Settings, spool: Spool, client: HubClient) -> Result
         if let Some(e) = report.hub_error {
             anyhow::bail!("cannot send outbox/ (files stay there): {e}");
         }
-        if !report.more {
+        if !report.more || cancel.is_cancelled() {
             break;
         }
     }
 
-    let (hooks, hook_task) = Hooks::start(
-        settings.hook_concurrency,
-        settings.hook_timeout,
-        cancel.clone(),
-    );
-    let (ack_tx, ack_rx) = mpsc::channel(super::ACK_QUEUE);
-    let acker = tokio::spawn(inbox::ack_loop(
-        client.clone(),
-        settings.host_id.clone(),
-        ack_rx,
-        cancel.clone(),
-    ));
-    let (spool2, retention) = (spool.clone(), settings.retention);
-    let mut inbox =
-        tokio::task::spawn_blocking(move || Inbox::open(spool2, retention, ack_tx, hooks))
-            .await??;
-    let pulled = pull(&client, &settings.host_id, &mut inbox).await;
-    inbox.tick().await;
-    // Dropping the inbox closes the ack queue and the hook queue: the acker
-    // and the hook runner finish what they hold, then end.
-    drop(inbox);
-    let acked = tokio::time::timeout(Duration::from_secs(30), acker).await;
-    hook_task.await.ok();
+    let pipeline = Pipeline::start(cfg, spool, client.clone(), cancel.clone()).await?;
+    let pulled = tokio::select! {
+        pulled = poll::pull(&client, &cfg.host_id, None, MAX_PAGES, pipeline.input()) => pulled,
+        _ = cancel.cancelled() => anyhow::bail!("interrupted; what was not written stays at the hub"),
+    };
+    let finished = pipeline.finish(ACK_DEADLINE).await;
     tracing::info!(sent, "once: done");
-    if acked.is_err() {
-        cancel.cancel();
-        anyhow::bail!("the hub did not take the acks in time; it will re-deliver those messages");
+    finished?;
+    match pulled.error {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
     }
-    pulled
-}
-
-async fn pull(client: &HubClient, host: &str, inbox: &mut Inbox) -> Result<()> {
-    let mut after = 0;
-    for _ in 0..MAX_PAGES {
-        let page = client
-            .poll(host, after, MAX_POLL_LIMIT, Duration::ZERO)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot receive: {e}"))?
-            .messages;
-        let Some(last) = page.iter().map(|s| s.seq).max() else {
-            return Ok(());
-        };
-        let full = page.len() >= MAX_POLL_LIMIT;
-        inbox
-            .deliver(page.into_iter().map(|s| s.message).collect())
-            .await?;
-        after = last;
-        if !full {
-            return Ok(());
-        }
-    }
-    Ok(())
 }

@@ -18,11 +18,11 @@ use tokio::time::{interval, sleep_until, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::backoff::Backoff;
-use super::send::{PassReport, Sender};
+use super::send::{OutboxSender, PassReport};
 use crate::spool::{Queue, Spool};
 
 pub struct Outbox {
-    pub sender: Sender,
+    pub sender: OutboxSender,
     pub spool: Spool,
     pub poll_interval: Duration,
     pub sent_ttl: Duration,

@@ -8,11 +8,10 @@
 //! per batch; it also keeps the message readable for the hook if a program
 //! consumed the inbox file first.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-use super::hooks::{self, HookJob};
 use crate::message::Message;
 use crate::spool::{sync_dir, Queue, Spool};
 
@@ -22,8 +21,35 @@ fn dir(spool: &Spool) -> PathBuf {
     spool.base().join(DIR)
 }
 
-/// Records that the inbox files `names` still owe their hooks a run.
-pub fn record(spool: &Spool, names: &[&str]) -> Result<Vec<Option<PathBuf>>> {
+/// The durable mark that one hook is owed.
+#[derive(Debug)]
+pub struct Mark(PathBuf);
+
+impl Mark {
+    /// Forgets the mark: its hook is starting (or can no longer run).
+    /// Blocks on the disk.
+    pub fn clear(self) {
+        if let Err(e) = std::fs::remove_file(&self.0) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove {}: {e}", self.0.display());
+            }
+        }
+    }
+}
+
+/// A hook owed from before this start: the message it is for and its mark.
+#[derive(Debug)]
+pub struct Owed {
+    pub message: Message,
+    pub json: Vec<u8>,
+    /// The message's file in inbox/ (it may have been consumed since).
+    pub inbox_file: PathBuf,
+    pub mark: Mark,
+}
+
+/// Records that the inbox files `names` still owe their hooks a run; one
+/// mark per name, `None` for a file already consumed. Blocking.
+pub fn record(spool: &Spool, names: &[&str]) -> Result<Vec<Option<Mark>>> {
     let pending = dir(spool);
     std::fs::create_dir_all(&pending).with_context(|| format!("creating {}", pending.display()))?;
     let mut marks = Vec::with_capacity(names.len());
@@ -36,7 +62,7 @@ pub fn record(spool: &Spool, names: &[&str]) -> Result<Vec<Option<PathBuf>>> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
             Err(e) => return Err(e).with_context(|| format!("linking {}", mark.display())),
         };
-        marks.push(linked.then_some(mark));
+        marks.push(linked.then_some(Mark(mark)));
     }
     if marks.iter().any(Option::is_some) {
         sync_dir(&pending)?;
@@ -44,17 +70,8 @@ pub fn record(spool: &Spool, names: &[&str]) -> Result<Vec<Option<PathBuf>>> {
     Ok(marks)
 }
 
-/// Forgets a mark: its hook is starting (or can no longer run).
-pub fn clear(mark: &Path) {
-    if let Err(e) = std::fs::remove_file(mark) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("cannot remove {}: {e}", mark.display());
-        }
-    }
-}
-
 /// The hooks still owed from before this start, oldest first. Blocking.
-pub fn owed(spool: &Spool) -> Vec<HookJob> {
+pub fn owed(spool: &Spool) -> Vec<Owed> {
     let pending = dir(spool);
     let Ok(entries) = std::fs::read_dir(&pending) else {
         return Vec::new();
@@ -63,51 +80,42 @@ pub fn owed(spool: &Spool) -> Vec<HookJob> {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .collect();
     names.sort();
-    let hooks_dir = spool.hooks_dir();
-    let inbox = std::path::absolute(spool.dir(Queue::Inbox)).unwrap_or(spool.dir(Queue::Inbox));
-    let mut jobs = Vec::new();
+    let inbox = inbox_dir(spool);
+    let mut owed = Vec::new();
     for name in names {
-        let mark = pending.join(&name);
-        let parsed = std::fs::read(&mark)
+        let mark = Mark(pending.join(&name));
+        let parsed = std::fs::read(&mark.0)
             .ok()
             .and_then(|json| Message::parse(&json).ok().map(|m| (m, json)));
         let Some((message, json)) = parsed else {
-            tracing::warn!("dropping unreadable pending hook {}", mark.display());
-            clear(&mark);
+            tracing::warn!("dropping unreadable pending hook {}", mark.0.display());
+            mark.clear();
             continue;
         };
-        match hooks::find(&hooks_dir, &message.kind) {
-            Some(hook) => jobs.push(HookJob {
-                hook,
-                inbox_file: inbox.join(&name),
-                message,
-                json,
-                pending: Some(mark),
-            }),
-            None => clear(&mark),
-        }
+        owed.push(Owed {
+            message,
+            json,
+            inbox_file: inbox.join(&name),
+            mark,
+        });
     }
-    if !jobs.is_empty() {
-        tracing::info!(
-            hooks = jobs.len(),
-            "running hooks owed from before the restart"
-        );
-    }
-    jobs
+    owed
+}
+
+/// inbox/ as an absolute path, as hooks are told where their file is.
+pub fn inbox_dir(spool: &Spool) -> PathBuf {
+    let dir = spool.dir(Queue::Inbox);
+    std::path::absolute(&dir).unwrap_or(dir)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn recorded_hooks_are_owed_until_cleared() {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
-        let hook = spool.hooks_dir().join("job.done");
-        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
-        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
         let m = Message::new(
             "job.done",
             "m1",
@@ -128,7 +136,8 @@ mod tests {
         let jobs = owed(&spool);
         assert_eq!(jobs.len(), 1);
         assert_eq!(jobs[0].message.id, m.id);
-        clear(jobs[0].pending.as_ref().unwrap());
+        assert_eq!(jobs[0].inbox_file, inbox_dir(&spool).join(&name));
+        jobs.into_iter().for_each(|j| j.mark.clear());
         assert!(owed(&spool).is_empty());
     }
 }

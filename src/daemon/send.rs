@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use jiff::Timestamp;
+use serde_json::value::{to_raw_value, RawValue};
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{ItemStatus, MAX_BATCH, MAX_BODY_BYTES};
 use crate::client::{ClientError, HubClient};
-use crate::message::{Draft, Fill, MessageError, Priority};
+use crate::message::{check_size, Draft, Fill, Priority};
 use crate::spool::{Queue, Spool};
 
 /// An unparseable file may still be being written by a careless program;
@@ -35,7 +36,7 @@ struct Ready {
     name: String,
     priority: Priority,
     created: Timestamp,
-    encoded: Vec<u8>,
+    encoded: Box<RawValue>,
 }
 
 /// What reading outbox/ found.
@@ -63,7 +64,7 @@ pub struct PassReport {
     pub hub_error: Option<ClientError>,
 }
 
-pub struct Sender {
+pub struct OutboxSender {
     spool: Spool,
     client: HubClient,
     host: String,
@@ -71,9 +72,9 @@ pub struct Sender {
     first_failed: HashMap<String, Instant>,
 }
 
-impl Sender {
-    pub fn new(spool: Spool, client: HubClient, host: String, max_bytes: u64) -> Sender {
-        Sender {
+impl OutboxSender {
+    pub fn new(spool: Spool, client: HubClient, host: String, max_bytes: u64) -> OutboxSender {
+        OutboxSender {
             spool,
             client,
             host,
@@ -103,7 +104,7 @@ impl Sender {
                 report.more = false;
                 break;
             }
-            let encoded: Vec<Vec<u8>> = batch.iter().map(|r| r.encoded.clone()).collect();
+            let encoded: Vec<&RawValue> = batch.iter().map(|r| &*r.encoded).collect();
             match self.client.post_encoded(&encoded).await {
                 Ok(results) if results.len() == batch.len() => {
                     for (r, item) in batch.into_iter().zip(results) {
@@ -170,7 +171,7 @@ fn batches(ready: Vec<Ready>) -> Vec<Vec<Ready>> {
     let mut out: Vec<Vec<Ready>> = Vec::new();
     let mut bytes = 0;
     for r in ready {
-        let size = r.encoded.len() + 1;
+        let size = r.encoded.get().len() + 1;
         let full = out
             .last()
             .map_or(true, |b| b.len() >= MAX_BATCH || bytes + size > BODY_BUDGET);
@@ -207,7 +208,7 @@ fn scan(spool: &Spool, host: &str, max_bytes: u64) -> Result<Scan> {
         };
         match prepare(spool, host, max_bytes, &name, &bytes) {
             Ok(r) => {
-                held += r.encoded.len();
+                held += r.encoded.get().len();
                 out.ready.push(r);
             }
             Err(Bad::Unparseable(why)) => out.unparseable.push((name, why)),
@@ -234,14 +235,12 @@ fn prepare(
     let msg = draft
         .complete(Some(&Fill { source: host }))
         .map_err(|e| Bad::Unparseable(e.to_string()))?;
-    let encoded = msg.encode(max_bytes).map_err(|e| match e {
-        MessageError::TooLarge { .. } => Bad::Refused(e.to_string()),
-        other => Bad::Unparseable(other.to_string()),
-    })?;
+    let encoded = to_raw_value(&msg).map_err(|e| Bad::Unparseable(e.to_string()))?;
+    check_size(encoded.get().len(), max_bytes).map_err(|e| Bad::Refused(e.to_string()))?;
     if incomplete {
         // The filled-in id must be the one every later attempt sends.
         spool
-            .write(Queue::Outbox, name, &encoded)
+            .write(Queue::Outbox, name, encoded.get().as_bytes())
             .map_err(|e| Bad::Unparseable(format!("cannot complete the file: {e:#}")))?;
     }
     Ok(Ready {
@@ -287,7 +286,7 @@ mod tests {
         let first = scan(&spool, "m1", 1 << 20).unwrap();
         let second = scan(&spool, "m1", 1 << 20).unwrap();
         assert_eq!(first.ready.len(), 1);
-        assert_eq!(first.ready[0].encoded, second.ready[0].encoded);
+        assert_eq!(first.ready[0].encoded.get(), second.ready[0].encoded.get());
         let msg = Message::parse(&spool.read(Queue::Outbox, "job.json").unwrap()).unwrap();
         assert_eq!(msg.source, "m1");
     }
@@ -325,7 +324,8 @@ mod tests {
                     name: format!("{i}.json"),
                     priority: Priority::Normal,
                     created: Timestamp::UNIX_EPOCH,
-                    encoded: vec![b'x'; size],
+                    encoded: RawValue::from_string(format!("\"{}\"", "x".repeat(size - 2)))
+                        .unwrap(),
                 })
                 .collect::<Vec<_>>()
         };
@@ -340,7 +340,7 @@ mod tests {
     fn unparseable_file_is_due_only_after_the_grace() {
         let (_tmp, spool) = spool();
         let client = HubClient::with("http://127.0.0.1:9", None, Duration::from_secs(1)).unwrap();
-        let mut sender = Sender::new(spool, client, "m1".into(), 1 << 20);
+        let mut sender = OutboxSender::new(spool, client, "m1".into(), 1 << 20);
         let mut report = PassReport::default();
         let bad = || vec![("a.json".to_string(), "not JSON".to_string())];
         assert!(sender.due_unparseable(bad(), &mut report).is_empty());

@@ -27,7 +27,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Settings;
+use crate::config::HubConfig;
 use error::ApiError;
 use state::{HostState, Limits, State};
 use writer::WriterHandle;
@@ -58,17 +58,6 @@ pub fn router(hub: Arc<Hub>) -> Router {
     routes::router(hub)
 }
 
-/// Binds `settings.bind` and serves until SIGINT/SIGTERM.
-pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let listener = listen(settings.bind)
-        .with_context(|| format!("cannot listen on {} (bind)", settings.bind))?;
-    let shutdown = CancellationToken::new();
-    let signals = tokio::spawn(cancel_on_signal(shutdown.clone()));
-    let result = serve(listener, settings, shutdown).await;
-    signals.abort();
-    result
-}
-
 /// A listener for [`serve`] with a deep accept queue: thousands of hosts
 /// reconnect at once after a hub restart, and the default (128) would drop
 /// their SYNs and stall each for a second.
@@ -87,7 +76,7 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 /// in-flight writes and returns. `mesync start --with-hub` calls this too.
 pub async fn serve(
     listener: TcpListener,
-    settings: Settings,
+    cfg: HubConfig,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr = listener
@@ -98,17 +87,17 @@ pub async fn serve(
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
     let writer_gone = CancellationToken::new();
-    let hub = open(&settings, stop.clone(), writer_gone.clone()).await?;
+    let hub = open(&cfg, stop.clone(), writer_gone.clone()).await?;
     let writer = hub.writer.clone();
     let sweeper = tokio::spawn(sweep_periodically(
         writer.clone(),
-        settings.retention,
+        cfg.retention,
         stop.clone(),
     ));
-    if settings.token.is_none() {
+    if cfg.token.is_none() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "hub listening");
+    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
     let served = axum::serve(listener, router(hub))
         .with_graceful_shutdown(stop_when(stop.clone(), writer_gone.clone()))
         .await
@@ -128,19 +117,19 @@ pub async fn serve(
 
 /// Replays the data dir and starts the writer thread.
 async fn open(
-    settings: &Settings,
+    cfg: &HubConfig,
     stop: CancellationToken,
     writer_gone: CancellationToken,
 ) -> anyhow::Result<Arc<Hub>> {
     let state = Arc::new(State::new(Limits {
-        token: settings.token.clone(),
-        keepalive: settings.keepalive,
-        retention: settings.retention,
-        dedupe_window: settings.dedupe_window,
-        max_message_bytes: settings.max_message_bytes,
+        token: cfg.token.clone(),
+        keepalive: cfg.keepalive,
+        retention: cfg.retention,
+        dedupe_window: cfg.dedupe_window,
+        max_message_bytes: cfg.max_message_bytes,
     }));
     let (store, dedupe) = {
-        let (state, dir) = (state.clone(), settings.data_dir.clone());
+        let (state, dir) = (state.clone(), cfg.data_dir.clone());
         tokio::task::spawn_blocking(move || replay::open(&state, &dir))
             .await
             .context("opening the hub store")??
@@ -200,23 +189,4 @@ async fn sweep_periodically(writer: WriterHandle, retention: Duration, stop: Can
             () = stop.cancelled() => return,
         }
     }
-}
-
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM; stop the hub with SIGINT");
-            let _ = tokio::signal::ctrl_c().await;
-            shutdown.cancel();
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-    tracing::info!("stopping the hub");
-    shutdown.cancel();
 }

@@ -1,31 +1,43 @@
 //! The process harness of the integration tests: start the real `mesync`
-//! binary as hubs, daemons and CLI calls, each with its own temp base dir and
-//! a loopback port, kill them on drop, and wait for conditions with deadlines.
+//! binary as hubs, daemons and CLI calls, each with its own temp base dir,
+//! kill them on drop, and wait for conditions with deadlines.
+//!
+//! A hub binds port 0 and the harness reads the port it got from the line
+//! `hub listening on ADDR` it prints, so no two tests can race for a port.
 #![allow(dead_code)]
 
 pub mod daemon;
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(20);
 
+/// A hub URL where nothing listens: port 1 is privileged and unused on loopback.
+pub const NO_HUB: &str = "http://127.0.0.1:1";
+
+/// What `mesync serve` and `mesync start --with-hub` print once bound.
+const LISTENING: &str = "hub listening on ";
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_mesync")
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
 /// Waits until `cond` holds, panicking with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    wait_for(what, timeout, || cond().then_some(()))
+}
+
+/// Waits until `probe` gives a value, panicking with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     let mut pause = Duration::from_millis(5);
-    while !cond() {
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
         if start.elapsed() > timeout {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
@@ -34,10 +46,13 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
-/// A child process killed (SIGKILL) when dropped.
+/// A child process killed (SIGKILL) when dropped. Its stdout and stderr go
+/// to files in the temp dir, kept for reading during and after the test.
 pub struct Proc {
     pub child: Child,
     pub name: String,
+    stdout: PathBuf,
+    stderr: PathBuf,
 }
 
 impl Proc {
@@ -45,21 +60,58 @@ impl Proc {
         // A counter keeps two processes of one test binary from sharing a log.
         static SPAWNED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = SPAWNED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log =
-            std::env::temp_dir().join(format!("mesync-test-{}-{n}-{name}.log", std::process::id()));
-        let stderr = std::fs::File::create(&log)
-            .map(Stdio::from)
-            .unwrap_or(Stdio::null());
+        let log = |ext: &str| {
+            let name = format!("mesync-test-{}-{n}-{name}.{ext}", std::process::id());
+            std::env::temp_dir().join(name)
+        };
+        let (stdout, stderr) = (log("out"), log("log"));
+        let file = |path: &Path| {
+            std::fs::File::create(path)
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null())
+        };
         let child = cmd
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(stderr)
+            .stdout(file(&stdout))
+            .stderr(file(&stderr))
             .spawn()
             .expect("spawn mesync");
         Proc {
             child,
             name: name.to_string(),
+            stdout,
+            stderr,
         }
+    }
+
+    /// What the process wrote to stderr (its log) so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// The rest of the first whole stdout line that starts with `prefix`;
+    /// `None` if the process exits without printing one.
+    pub fn wait_line(&mut self, prefix: &str) -> Option<String> {
+        let what = format!("{} to print {prefix:?}", self.name);
+        wait_for(&what, DEADLINE, || {
+            let text = std::fs::read_to_string(&self.stdout).unwrap_or_default();
+            let found = text
+                .split_inclusive('\n')
+                .filter(|l| l.ends_with('\n'))
+                .find_map(|l| l.strip_prefix(prefix));
+            match found {
+                Some(rest) => Some(Some(rest.trim_end().to_string())),
+                None if !self.is_running() => Some(None),
+                None => None,
+            }
+        })
+    }
+
+    /// The address a hub in this process bound (`--bind 127.0.0.1:0`);
+    /// `None` if it exited without binding.
+    pub fn hub_addr(&mut self) -> Option<SocketAddr> {
+        let line = self.wait_line(LISTENING)?;
+        Some(line.parse().expect("an address after 'hub listening on'"))
     }
 
     pub fn pid(&self) -> i32 {
@@ -211,7 +263,7 @@ impl Machine {
     }
 }
 
-/// A running hub on a loopback port with its own data dir.
+/// A running hub on a loopback port the system chose, with its own data dir.
 pub struct Hub {
     pub proc: Proc,
     pub url: String,
@@ -230,16 +282,16 @@ impl Hub {
     pub fn start_with(env: &[(&str, &str)]) -> Hub {
         let tmp = tempfile::tempdir().expect("temp dir");
         let base = tmp.path().join("hubbase");
-        let port = free_port();
         let token = env
             .iter()
             .find(|(k, _)| *k == "MESYNC_TOKEN")
             .map(|(_, v)| v.to_string());
-        let proc = spawn_hub(&base, port, env);
+        let (proc, addr) =
+            spawn_hub(&base, "127.0.0.1:0", env).unwrap_or_else(|log| panic!("hub failed: {log}"));
         let hub = Hub {
             proc,
-            url: format!("http://127.0.0.1:{port}"),
-            port,
+            url: format!("http://{addr}"),
+            port: addr.port(),
             base,
             token,
             _tmp: tmp,
@@ -252,9 +304,27 @@ impl Hub {
         self.base.join("hub")
     }
 
-    /// Restarts on the same port and data dir (after `kill9` or `terminate`).
+    /// Restarts on the same port and data dir (after `kill9` or `terminate`),
+    /// so daemons pointed at it find it again. The port was this hub's until
+    /// it died, but another socket may take it for a moment (as the local
+    /// port of some connection): a hub that cannot bind is started again.
     pub fn restart(&mut self, env: &[(&str, &str)]) {
-        self.proc = spawn_hub(&self.base, self.port, env);
+        let bind = format!("127.0.0.1:{}", self.port);
+        let mut last = String::new();
+        let what = format!("the hub to restart on {bind}");
+        self.proc = wait_for(&what, DEADLINE, || {
+            match spawn_hub(&self.base, &bind, env) {
+                Ok((proc, _)) => Some(proc),
+                Err(log) if log.contains("cannot listen") => {
+                    last = log;
+                    None
+                }
+                Err(log) => panic!("hub failed: {log}"),
+            }
+        });
+        if !last.is_empty() {
+            eprintln!("the port was busy for a moment: {last}");
+        }
         self.wait_healthy();
     }
 
@@ -318,13 +388,18 @@ impl Hub {
     }
 }
 
-fn spawn_hub(base: &Path, port: u16, env: &[(&str, &str)]) -> Proc {
+/// Starts `mesync serve --bind <bind>`; the process and the address it
+/// bound, or its log if it exited first.
+fn spawn_hub(base: &Path, bind: &str, env: &[(&str, &str)]) -> Result<(Proc, SocketAddr), String> {
     let mut cmd = mesync_cmd(base);
     cmd.env("MESYNC_HOST_ID", "hub")
-        .env("MESYNC_BIND", format!("127.0.0.1:{port}"))
-        .arg("serve");
+        .args(["serve", "--bind", bind]);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Proc::spawn(&format!("hub-{port}"), cmd)
+    let mut proc = Proc::spawn("hub", cmd);
+    match proc.hub_addr() {
+        Some(addr) => Ok((proc, addr)),
+        None => Err(proc.log()),
+    }
 }

@@ -4,7 +4,10 @@
 //! write goes to a hidden temp dir on the same file system, is fsynced, then
 //! `rename(2)`d into place, and the queue directory is fsynced so the rename
 //! itself survives a crash. Moves between queues are renames, so a message is
-//! always in exactly one queue.
+//! always in exactly one queue. The locks that keep a second daemon off a
+//! base dir (and a second hub off a data dir) are in [`lock`].
+
+mod lock;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -13,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
+
+pub use lock::{lock_pid_file, DaemonLock};
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
 const TMP_DIR: &str = ".tmp";
@@ -114,28 +119,46 @@ impl Spool {
     pub fn write_batch(&self, q: Queue, files: &[(String, Vec<u8>)]) -> Result<()> {
         let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
         let chunk = files.len().div_ceil(writers).max(1);
-        let staged: Vec<PathBuf> = std::thread::scope(|scope| {
+        let results: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
             let handles: Vec<_> = files
                 .chunks(chunk)
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
                             .map(|(name, bytes)| self.write_tmp(name, bytes))
-                            .collect::<Result<Vec<_>>>()
+                            .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            let mut staged = Vec::with_capacity(files.len());
-            for h in handles {
-                let part = h
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("a file writer thread panicked"))??;
-                staged.extend(part);
+            handles
+                .into_iter()
+                .flat_map(|h| match h.join() {
+                    Ok(part) => part,
+                    Err(_) => vec![Err(anyhow::anyhow!("a file writer thread panicked"))],
+                })
+                .collect()
+        });
+        // A failed batch leaves no temp file behind: a writer that retries
+        // (a full disk) must not fill the temp dir meanwhile.
+        let mut staged = Vec::with_capacity(files.len());
+        let mut failed = None;
+        for r in results {
+            match r {
+                Ok(tmp) => staged.push(tmp),
+                Err(e) => failed = failed.or(Some(e)),
             }
-            Ok::<_, anyhow::Error>(staged)
-        })?;
-        for (tmp, (name, _)) in staged.iter().zip(files) {
-            rename(tmp, &self.path(q, name))?;
+        }
+        if let Some(e) = failed {
+            staged.iter().for_each(|tmp| drop(fs::remove_file(tmp)));
+            return Err(e);
+        }
+        for (i, (tmp, (name, _))) in staged.iter().zip(files).enumerate() {
+            if let Err(e) = rename(tmp, &self.path(q, name)) {
+                staged[i..]
+                    .iter()
+                    .for_each(|tmp| drop(fs::remove_file(tmp)));
+                return Err(e);
+            }
         }
         if !staged.is_empty() {
             sync_dir(&self.dir(q))?;
@@ -216,33 +239,6 @@ impl Spool {
         Ok(())
     }
 
-    /// Takes the daemon lock of this base dir, or explains who holds it.
-    pub fn lock_daemon(&self) -> Result<DaemonLock> {
-        let file = lock_pid_file(&self.base.join(LOCK_FILE), |pid| {
-            format!(
-                "another mesync daemon (pid {pid}) already uses base dir {}",
-                self.base.display()
-            )
-        })?;
-        Ok(DaemonLock { _file: file })
-    }
-
-    /// The pid written by the daemon that holds this base dir, if one does.
-    pub fn daemon_holder(&self) -> Option<String> {
-        let path = self.base.join(LOCK_FILE);
-        let file = File::open(&path).ok()?;
-        if try_flock(&file) {
-            // Nobody held it; dropping `file` releases our probe lock.
-            return None;
-        }
-        Some(
-            fs::read_to_string(&path)
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-        )
-    }
-
     fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -255,44 +251,9 @@ impl Spool {
     }
 }
 
-const LOCK_FILE: &str = "daemon.lock";
-
 /// Files per writer thread below which one thread stages a batch alone.
 const FILES_PER_WRITER: usize = 64;
 const MAX_WRITERS: usize = 4;
-
-/// Held while a daemon runs; released when dropped or when the process dies.
-#[derive(Debug)]
-pub struct DaemonLock {
-    _file: File,
-}
-
-/// Takes an exclusive `flock(2)` on `path` and writes this process's pid into
-/// it. The lock dies with the process, so a crash never leaves a stale lock.
-/// When another process holds it, the error is `held(<its pid>)`.
-pub fn lock_pid_file(path: &Path, held: impl FnOnce(&str) -> String) -> Result<File> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    if !try_flock(&file) {
-        let holder = fs::read_to_string(path).unwrap_or_default();
-        anyhow::bail!(held(holder.trim()));
-    }
-    file.set_len(0)
-        .and_then(|()| writeln!(file, "{}", std::process::id()))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(file)
-}
-
-fn try_flock(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: the fd is valid for the lifetime of `file`.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
 
 /// Creates `path` (which must not exist) holding `bytes`, fsynced, and
 /// returns it open for appending. The caller fsyncs the directory when the
@@ -374,16 +335,13 @@ mod tests {
     }
 
     #[test]
-    fn daemon_lock_is_exclusive() {
+    fn a_failed_write_batch_leaves_no_temp_file() {
         let tmp = tempfile::tempdir().unwrap();
         let spool = Spool::open(tmp.path()).unwrap();
-        assert_eq!(spool.daemon_holder(), None);
-        let lock = spool.lock_daemon().unwrap();
-        let err = spool.lock_daemon().unwrap_err().to_string();
-        assert!(err.contains("another mesync daemon"), "{err}");
-        assert_eq!(spool.daemon_holder(), Some(std::process::id().to_string()));
-        drop(lock);
-        assert_eq!(spool.daemon_holder(), None);
+        fs::remove_dir(spool.dir(Queue::Inbox)).unwrap();
+        let files: Vec<_> = (0..3).map(|i| (format!("{i}.json"), vec![b'1'])).collect();
+        assert!(spool.write_batch(Queue::Inbox, &files).is_err());
+        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
     }
 
     #[test]

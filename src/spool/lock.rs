@@ -1,0 +1,93 @@
+//! The locks of a base dir and a hub data dir: an exclusive `flock(2)` on a
+//! file holding the owner's pid. The lock dies with its process, so a crash
+//! never leaves a stale one, and the pid tells a second instance who holds it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use super::Spool;
+
+const LOCK_FILE: &str = "daemon.lock";
+
+impl Spool {
+    /// Takes the daemon lock of this base dir, or explains who holds it.
+    pub fn lock_daemon(&self) -> Result<DaemonLock> {
+        let file = lock_pid_file(&self.base.join(LOCK_FILE), |pid| {
+            format!(
+                "another mesync daemon (pid {pid}) already uses base dir {}",
+                self.base.display()
+            )
+        })?;
+        Ok(DaemonLock { _file: file })
+    }
+
+    /// The pid written by the daemon that holds this base dir, if one does.
+    pub fn daemon_holder(&self) -> Option<String> {
+        let path = self.base.join(LOCK_FILE);
+        let file = File::open(&path).ok()?;
+        if try_flock(&file) {
+            // Nobody held it; dropping `file` releases our probe lock.
+            return None;
+        }
+        Some(
+            fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        )
+    }
+}
+
+/// Held while a daemon runs; released when dropped or when the process dies.
+#[derive(Debug)]
+pub struct DaemonLock {
+    _file: File,
+}
+
+/// Takes an exclusive `flock(2)` on `path` and writes this process's pid into
+/// it. The lock dies with the process, so a crash never leaves a stale lock.
+/// When another process holds it, the error is `held(<its pid>)`.
+pub fn lock_pid_file(path: &Path, held: impl FnOnce(&str) -> String) -> Result<File> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    if !try_flock(&file) {
+        let holder = fs::read_to_string(path).unwrap_or_default();
+        anyhow::bail!(held(holder.trim()));
+    }
+    file.set_len(0)
+        .and_then(|()| writeln!(file, "{}", std::process::id()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(file)
+}
+
+fn try_flock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is valid for the lifetime of `file`.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn daemon_lock_is_exclusive() {
+        let tmp = tempfile::tempdir().unwrap();
+        let spool = Spool::open(tmp.path()).unwrap();
+        assert_eq!(spool.daemon_holder(), None);
+        let lock = spool.lock_daemon().unwrap();
+        let err = spool.lock_daemon().unwrap_err().to_string();
+        assert!(err.contains("another mesync daemon"), "{err}");
+        assert_eq!(spool.daemon_holder(), Some(std::process::id().to_string()));
+        drop(lock);
+        assert_eq!(spool.daemon_holder(), None);
+    }
+}
