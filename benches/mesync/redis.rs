@@ -25,6 +25,14 @@ impl Drop for Redis {
     }
 }
 
+/// A loopback port that was free a moment ago.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port for redis-server: {e}"))
+}
+
 impl Redis {
     /// Starts a fresh server. redis-server cannot listen on port 0, so a
     /// port free a moment ago is tried; if another process took it
@@ -34,7 +42,7 @@ impl Redis {
         let mut last = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().map_err(|e| format!("no temp dir for redis: {e}"))?;
-            let port = crate::common::free_port();
+            let port = free_port()?;
             let child = spawn(&bin, dir.path(), port)?;
             let mut redis = Redis { child, port, dir };
             match redis.wait_ready() {
