@@ -153,6 +153,11 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Logs of a passing test go; a failing one keeps them to read.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.stdout);
+            let _ = std::fs::remove_file(&self.stderr);
+        }
     }
 }
 
