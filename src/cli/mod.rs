@@ -15,10 +15,12 @@ use crate::config::{ConfigError, Overrides, Settings};
 mod check;
 mod flags;
 mod list;
+mod logging;
 mod queue;
 mod remote;
 mod send;
 mod serve;
+mod signals;
 mod status;
 mod table;
 
@@ -190,10 +192,18 @@ pub fn parse() -> Cli {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.overrides)?;
+    let mut settings = Settings::load(&cli.overrides)?;
+    if matches!(
+        cli.command,
+        Command::Status | Command::Hosts | Command::Watch | Command::Send(_)
+    ) {
+        remote::find_daemon_hub(&mut settings);
+    }
+    let log = logging::init(settings.log_format, &settings.log_filter);
+    let reload = || signals::Reload::new(cli.overrides.clone(), log.clone());
     match cli.command {
-        Command::Serve => serve::serve(&settings).await,
-        Command::Start(a) => serve::start(&settings, a).await,
+        Command::Serve => serve::serve(&settings, reload()).await,
+        Command::Start(a) => serve::start(&settings, a, reload()).await,
         Command::Send(a) => send::run(&settings, a),
         Command::List(a) => list::run(&settings, a),
         Command::Retry(a) => queue::retry(&settings, a),

@@ -235,3 +235,46 @@ fn max_message_bytes_must_fit_in_one_request() {
     ]);
     assert!(Settings::resolve(&o, env).is_ok());
 }
+
+#[test]
+fn token_file_supplies_the_token_and_refuses_a_second_one() {
+    let (dir, o) = base_with_file("");
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let path = secret.display().to_string();
+    let env = [
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_TOKEN_FILE", path.as_str()),
+    ];
+    let s = Settings::resolve(&o, vars(&env)).unwrap();
+    assert_eq!(s.token.as_deref(), Some("s3cret"));
+    assert!(s.origins.iter().all(|o| !o.shown.contains("s3cret")));
+
+    let both = [
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_TOKEN_FILE", path.as_str()),
+        ("MESYNC_TOKEN", "other"),
+    ];
+    let err = Settings::resolve(&o, vars(&both)).unwrap_err().to_string();
+    assert!(
+        err.contains("token_file") && err.contains("MESYNC_TOKEN"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope").display().to_string();
+    let env = [
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_TOKEN_FILE", missing.as_str()),
+    ];
+    let err = Settings::resolve(&o, vars(&env)).unwrap_err().to_string();
+    assert!(err.contains("nope") && err.contains("token_file"), "{err}");
+}
+
+fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |var| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    }
+}
