@@ -281,3 +281,64 @@ fn a_hook_running_at_stop_is_killed_with_its_whole_process_group() {
         pids.iter().all(|p| is_gone(p))
     });
 }
+
+#[test]
+fn the_units_notify_read_the_token_as_a_credential_and_are_hardened() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    for unit in ["mesync-hub.service", "mesync.service"] {
+        let path = root.join(unit);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in [
+            "Type=notify",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "Environment=MESYNC_TOKEN_FILE=%d/token",
+            "Documentation=https://github.com/mesync/mesync/blob/main/docs/service.md",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{unit} lacks {line}");
+        }
+        assert!(text.contains("LoadCredential=token:"), "{unit}");
+        assert!(
+            !text.contains("Environment=MESYNC_TOKEN="),
+            "{unit}: a token in the environment"
+        );
+        // systemd's own rating, where systemd-analyze is installed: an
+        // exposure of at most 2.0 (the threshold counts tenths).
+        let rated = std::process::Command::new("systemd-analyze")
+            .args(["security", "--offline=true", "--threshold=20"])
+            .arg(&path)
+            .output();
+        match rated {
+            Ok(out) => assert!(
+                out.status.success(),
+                "{unit} is rated above 2.0:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            ),
+            Err(e) => eprintln!("systemd-analyze not run ({e}); {unit} not rated"),
+        }
+    }
+}
+
+#[test]
+fn the_hub_reads_its_token_from_token_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("token");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let mut hub = serve(
+        &tmp.path().join("hub"),
+        &[("MESYNC_TOKEN_FILE", file.to_str().unwrap())],
+    );
+    let addr = hub.hub_addr().expect("the hub binds");
+    let hosts = format!("http://{addr}/v1/hosts");
+    let client = reqwest::blocking::Client::new();
+    let status = |token: Option<&str>| {
+        let req = client.get(&hosts);
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        req.send().unwrap().status().as_u16()
+    };
+    assert_eq!(status(None), 401);
+    assert_eq!(status(Some("from-a-file")), 200);
+    assert!(hub.terminate().success());
+}
