@@ -26,7 +26,7 @@ pub enum DefaultValue {
 }
 
 impl DefaultValue {
-    /// How `--help` and the README show it.
+    /// How `--help` and docs/settings.md show it.
     pub fn shown(self) -> &'static str {
         match self {
             DefaultValue::Text(t) => t,

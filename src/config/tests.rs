@@ -190,10 +190,10 @@ fn an_unusable_hostname_default_says_what_to_set() {
 }
 
 #[test]
-fn the_sample_config_and_the_readme_list_every_key() {
+fn the_sample_config_and_the_settings_page_list_every_key() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sample = std::fs::read_to_string(root.join("fixtures/config.toml")).unwrap();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/settings.md")).unwrap();
     for k in KEYS {
         assert!(
             sample.contains(&format!("{} =", k.name)),
@@ -205,7 +205,7 @@ fn the_sample_config_and_the_readme_list_every_key() {
             other => other.shown().to_string(),
         };
         let row = format!("| `{}` | `{}` | {default} |", k.name, k.env);
-        assert!(readme.contains(&row), "README.md lacks the row {row}");
+        assert!(page.contains(&row), "docs/settings.md lacks the row {row}");
     }
 }
 
