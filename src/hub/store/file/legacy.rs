@@ -250,3 +250,41 @@ fn source_of(json: &RawValue) -> Cow<'_, str> {
         _ => Cow::Borrowed("unknown"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy_fixture(dir: &Path) -> Vec<(u64, PathBuf)> {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/hub-data-v1");
+        (1..=2)
+            .map(|id| {
+                let to = segment_path(dir, id);
+                fs::copy(segment_path(&fixture, id), &to).unwrap();
+                (id, to)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn old_segments_a_crash_left_beside_a_converted_one_are_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = copy_fixture(tmp.path());
+        let converted = convert_if_needed(tmp.path(), old, i64::MIN).unwrap();
+        assert_eq!(converted.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [3]);
+        let text = fs::read_to_string(&converted[0].1).unwrap();
+        assert!(
+            text.starts_with(r#"{"op":"log","format":2,"next_seq":12}"#),
+            "{text}"
+        );
+        // As if the hub died after the rename, before deleting the old ones.
+        let mut found = copy_fixture(tmp.path());
+        found.extend(converted.clone());
+        assert_eq!(
+            convert_if_needed(tmp.path(), found, i64::MIN).unwrap(),
+            converted
+        );
+        assert!(!segment_path(tmp.path(), 1).exists() && !segment_path(tmp.path(), 2).exists());
+        assert_eq!(fs::read_to_string(&converted[0].1).unwrap(), text);
+    }
+}
