@@ -22,20 +22,22 @@ use super::writer::Writer;
 
 /// What decides whether an entry is still queued for someone.
 pub struct Needs {
-    /// The lowest point after which some registered host takes broadcasts.
-    broadcasts_after: u64,
+    /// Registered hosts that have not passed every broadcast, by where their
+    /// broadcasts begin (lowest first). Usually few: caught-up hosts' floors
+    /// sit at the head.
+    lagging: Vec<(u64, u32)>,
 }
 
 impl Model {
     pub fn needs(&self) -> Needs {
-        let broadcasts_after = self
-            .cursors
-            .iter()
-            .filter(|c| c.is_registered())
-            .map(|c| c.broadcast_floor())
-            .min()
-            .unwrap_or(u64::MAX);
-        Needs { broadcasts_after }
+        let head = self.log.head();
+        let mut lagging: Vec<(u64, u32)> = (0..self.cursors.len() as u32)
+            .map(|h| (&self.cursors[h as usize], h))
+            .filter(|(c, _)| c.is_registered() && c.broadcast_floor() < head)
+            .map(|(c, h)| (c.broadcast_floor(), h))
+            .collect();
+        lagging.sort_unstable();
+        Needs { lagging }
     }
 
     pub fn is_needed(&self, needs: &Needs, seq: u64, e: &Entry) -> bool {
@@ -77,12 +79,16 @@ impl Model {
     }
 }
 
-/// Whether entry `seq` may still be delivered to someone (`group`: the hosts
-/// of a `GROUP` entry). Broadcasts are judged against the furthest-behind
-/// registered host, which may keep a few more than needed, never fewer.
+/// Whether entry `seq` is still queued for someone (`group`: the hosts of a
+/// `GROUP` entry). A broadcast is while a registered host that has not
+/// passed it, other than its sender, has not acked it.
 fn is_needed(cursors: &[Cursor], needs: &Needs, seq: u64, e: &Entry, group: &[u32]) -> bool {
     match e.to {
-        BROADCAST => seq > needs.broadcasts_after,
+        BROADCAST => needs
+            .lagging
+            .iter()
+            .take_while(|(floor, _)| *floor < seq)
+            .any(|(_, h)| *h != e.from && !cursors[*h as usize].is_acked(seq)),
         NOBODY | HOLE => false,
         GROUP => group.iter().any(|h| cursors[*h as usize].is_targeted(seq)),
         h => cursors[h as usize].is_targeted(seq),

@@ -25,6 +25,9 @@ pub struct Cursor {
     pub(super) floor: u64,
     /// Acked sequence numbers above the floor, sorted.
     pub(super) acked: VecDeque<u64>,
+    /// The broadcasts among them (the log may forget them once acked, so
+    /// their kind is kept here for the queue-depth arithmetic).
+    acked_broadcasts: VecDeque<u64>,
     /// Pending messages addressed to the host by name above the floor, sorted.
     pub(super) targeted: VecDeque<u64>,
     /// The host's own broadcasts above the floor, sorted.
@@ -62,7 +65,12 @@ impl Cursor {
 
     /// Own broadcasts after `seq`.
     pub fn own_after(&self, seq: u64) -> usize {
-        self.own.len() - self.own.partition_point(|s| *s <= seq)
+        count_after(&self.own, seq)
+    }
+
+    /// Acked broadcasts after `seq`.
+    pub fn acked_broadcasts_after(&self, seq: u64) -> usize {
+        count_after(&self.acked_broadcasts, seq)
     }
 
     /// Queues a message addressed to the host.
@@ -86,6 +94,8 @@ impl Cursor {
                 Ok(i) => drop(self.targeted.remove(i)),
                 Err(_) => return false,
             }
+        } else {
+            insert_sorted(&mut self.acked_broadcasts, seq);
         }
         insert_sorted(&mut self.acked, seq);
         true
@@ -94,7 +104,13 @@ impl Cursor {
     /// Raises the floor to `floor` and forgets what it passed.
     pub fn raise_floor(&mut self, floor: u64) {
         self.floor = self.floor.max(floor);
-        for list in [&mut self.acked, &mut self.targeted, &mut self.own] {
+        let lists = [
+            &mut self.acked,
+            &mut self.acked_broadcasts,
+            &mut self.targeted,
+            &mut self.own,
+        ];
+        for list in lists {
             while list.front().is_some_and(|s| *s <= self.floor) {
                 list.pop_front();
             }
@@ -106,19 +122,24 @@ impl Cursor {
     pub fn pass_acked(&mut self, next: u64) -> bool {
         if self.acked.front() == Some(&next) {
             self.acked.pop_front();
+            if self.acked_broadcasts.front() == Some(&next) {
+                self.acked_broadcasts.pop_front();
+            }
             self.floor = next;
             return true;
         }
         false
     }
 
-    /// Replaces the cursor's stated part (a segment header's `host` record).
+    /// Replaces the cursor's stated part (a segment header's `host` record);
+    /// `is_broadcast` tells which acks were of broadcasts.
     pub fn restate(
         &mut self,
         registered_at: Option<Timestamp>,
         reg: u64,
         floor: u64,
         acked: &[u64],
+        is_broadcast: impl Fn(u64) -> bool,
     ) {
         self.registered_at = registered_at;
         self.reg = reg;
@@ -126,6 +147,7 @@ impl Cursor {
         let mut acked: Vec<u64> = acked.iter().copied().filter(|s| *s > floor).collect();
         acked.sort_unstable();
         acked.dedup();
+        self.acked_broadcasts = acked.iter().copied().filter(|s| is_broadcast(*s)).collect();
         self.acked = acked.into();
         let (floor, acked) = (self.floor, &self.acked);
         self.targeted
@@ -137,6 +159,7 @@ impl Cursor {
     pub fn delete(&mut self, through: u64) {
         self.registered_at = None;
         self.acked.clear();
+        self.acked_broadcasts.clear();
         self.raise_floor(through);
     }
 
@@ -150,6 +173,10 @@ impl Cursor {
             ms => Timestamp::from_millisecond(ms).ok(),
         }
     }
+}
+
+fn count_after(list: &VecDeque<u64>, seq: u64) -> usize {
+    list.len() - list.partition_point(|s| *s <= seq)
 }
 
 /// Inserts keeping `list` sorted and free of repeats; appending is the usual case.
@@ -189,7 +216,8 @@ mod tests {
             (c.own_after(5), c.own_after(10), c.own_after(11)),
             (1, 1, 0)
         );
-        c.restate(None, 0, 6, &[10, 9, 2]);
+        c.restate(None, 0, 6, &[10, 9, 2], |s| s == 10);
+        assert_eq!(c.acked_broadcasts_after(0), 1);
         assert_eq!(
             (c.acked, c.targeted),
             (VecDeque::from([9, 10]), VecDeque::new())

@@ -137,19 +137,26 @@ impl Log {
         self.slots.slot(seq).filter(|e| e.to != HOLE)
     }
 
-    /// Broadcasts among all entries up to and including `seq`. (Inside a
-    /// freed chunk this is the chunk's last count: nobody's range can start
-    /// there and still hold one of its broadcasts.)
-    pub fn bcount(&self, seq: u64) -> u32 {
+    /// Broadcasts in the whole log so far (wrapping; only differences count).
+    pub fn broadcasts(&self) -> u32 {
+        self.broadcasts
+    }
+
+    /// Broadcasts up to and including a point at or just after `seq`, and
+    /// that point. Inside a freed chunk the point is the chunk's end: its
+    /// broadcasts are all settled, so a host counting from `seq` must skip
+    /// them (and its acks and own broadcasts up to that point) too.
+    pub fn broadcasts_through(&self, seq: u64) -> (u64, u32) {
+        let first = self.slots.first;
         if seq >= self.slots.end() {
-            return self.broadcasts;
+            return (seq, self.broadcasts);
         }
         let Some((c, i)) = self.slots.index(seq) else {
-            return self.first_bcount();
+            return (first.saturating_sub(1), self.first_bcount());
         };
         match &self.slots.chunks[c] {
-            Chunk::Live(v) => v[i].bcount,
-            Chunk::Freed { bcount, .. } => *bcount,
+            Chunk::Live(v) => (seq, v[i].bcount),
+            Chunk::Freed { bcount, .. } => (first + ((c + 1) * CHUNK) as u64 - 1, *bcount),
         }
     }
 
@@ -292,11 +299,9 @@ mod tests {
         assert_eq!(log.after(3).map(|(s, _)| s).collect::<Vec<_>>(), [4, 9]);
         assert_eq!(log.after(0).count(), 3);
         // Broadcasts up to a seq: 3 is one, 9 is the second.
-        assert_eq!(
-            (log.bcount(2), log.bcount(3), log.bcount(8), log.bcount(9)),
-            (0, 1, 1, 2)
-        );
-        assert_eq!(log.bcount(100), 2);
+        let count = |s| log.broadcasts_through(s).1;
+        assert_eq!((count(2), count(3), count(8), count(9)), (0, 1, 1, 2));
+        assert_eq!((count(100), log.broadcasts()), (2, 2));
     }
 
     #[test]
@@ -326,13 +331,22 @@ mod tests {
             );
         }
         let keep = 2 * CHUNK as u64 + 5;
-        let before = log.bcount(keep);
-        let gone = log.forget(|seq, _, _| seq == keep);
-        assert_eq!(gone, 2 * CHUNK);
-        assert!(log.get(1).is_none() && log.get(keep).is_some());
-        assert_eq!(log.bcount(keep), before);
-        assert_eq!(log.bcount(n), (n / 2) as u32);
-        assert_eq!(log.after(0).next().unwrap().0, 2 * CHUNK as u64 + 1);
-        assert_eq!(log.len(), (n - 2 * CHUNK as u64) as usize);
+        let before = log.broadcasts_through(keep);
+        let gone = log.forget(|seq, _, _| seq == keep || seq == 5);
+        assert_eq!(gone, CHUNK);
+        assert!(log.get(5).is_some() && log.get(CHUNK as u64 + 1).is_none());
+        assert_eq!(log.broadcasts_through(keep), before);
+        // Counting from inside a freed chunk starts at its end.
+        let end = 2 * CHUNK as u64;
+        assert_eq!(
+            log.broadcasts_through(CHUNK as u64 + 7),
+            (end, (end / 2) as u32)
+        );
+        assert_eq!(log.broadcasts_through(n).1, (n / 2) as u32);
+        // Freed chunks at the front go; counting before them starts after.
+        log.forget(|seq, _, _| seq == keep);
+        assert_eq!(log.broadcasts_through(7), (end, (end / 2) as u32));
+        assert_eq!(log.after(0).next().unwrap().0, end + 1);
+        assert_eq!(log.len(), (n - end) as usize);
     }
 }

@@ -142,7 +142,9 @@ impl Model {
         let h = self.intern(&c.host) as usize;
         let cursor = &mut self.cursors[h];
         let reg = c.after.unwrap_or(c.floor);
-        cursor.restate(c.registered_at, reg, c.floor, &c.acked);
+        let log = &self.log;
+        let is_broadcast = |s| log.get(s).is_some_and(|e| e.to == BROADCAST);
+        cursor.restate(c.registered_at, reg, c.floor, &c.acked, is_broadcast);
         if let Some(seen) = c.last_seen {
             cursor.seen(seen.as_millisecond());
         }
@@ -263,17 +265,9 @@ impl Model {
         let c = &self.cursors[h as usize];
         let mut n = c.targeted.len();
         if c.is_registered() {
-            let from = c.broadcast_floor();
-            let all = self
-                .log
-                .bcount(self.log.head())
-                .wrapping_sub(self.log.bcount(from)) as usize;
-            let acked = c
-                .acked
-                .iter()
-                .filter(|s| **s > from && self.log.get(**s).is_some_and(|e| e.to == BROADCAST))
-                .count();
-            n += all.saturating_sub(c.own_after(from) + acked);
+            let (from, before) = self.log.broadcasts_through(c.broadcast_floor());
+            let all = self.log.broadcasts().wrapping_sub(before) as usize;
+            n += all.saturating_sub(c.own_after(from) + c.acked_broadcasts_after(from));
         }
         n
     }
