@@ -190,6 +190,15 @@ impl Log {
         found
     }
 
+    /// The entries with this id, in no particular order.
+    pub fn entries_of<'a>(&'a self, id: &'a Uuid) -> impl Iterator<Item = &'a Entry> + 'a {
+        let hash = self.hasher.hash_one(id);
+        self.ids
+            .iter_hash(hash)
+            .filter_map(|s| self.get(*s))
+            .filter(move |e| e.id == *id)
+    }
+
     /// Entries after `after`, oldest first (holes and freed chunks skipped).
     pub fn after(&self, after: u64) -> impl Iterator<Item = (u64, &Entry)> + '_ {
         let first = self.slots.first;

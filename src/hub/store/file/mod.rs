@@ -117,7 +117,7 @@ impl FileStore {
         let head = model.head();
         let shared = Arc::new(Shared {
             model: RwLock::new(model),
-            cache: BodyCache::new(cache::CAPACITY),
+            cache: BodyCache::new(cache::CAPACITY, cache::LOADED_CAPACITY),
             wakes: Wakes::default(),
             feed: broadcast::Sender::new(FEED_CAPACITY),
             last_seq: AtomicU64::new(head),
@@ -166,6 +166,14 @@ impl FileStore {
             .model()
             .cursor(host)
             .is_some_and(|c| c.is_registered())
+    }
+}
+
+impl Drop for FileStore {
+    /// Without `close` (a failed start, a panic), still end the sweeper, so
+    /// the writer's channel closes and its thread ends too.
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 

@@ -21,11 +21,8 @@ use super::records::{HostCursor, LogStart, MsgRecord, Record, FORMAT};
 #[derive(Debug, PartialEq)]
 pub enum Applied {
     Nothing,
-    /// A new message: who it is for.
-    Message {
-        seq: u64,
-        to: Audience,
-    },
+    /// A new message.
+    Message,
     /// A message already known, now at a new place in the files.
     Moved,
     Acked(usize),
@@ -35,12 +32,6 @@ pub enum Applied {
     },
     /// Queue entries ended by retention.
     Expired(usize),
-}
-
-#[derive(Debug, PartialEq)]
-pub enum Audience {
-    Broadcast,
-    Hosts(Vec<String>),
 }
 
 #[derive(Default)]
@@ -152,20 +143,13 @@ impl Model {
 
     fn message(&mut self, m: &MsgRecord<'_>, loc: Loc) -> Applied {
         let from = self.intern(&m.from);
-        let (to, group, audience) = match &m.to {
-            None => (BROADCAST, None, Audience::Broadcast),
+        let (to, group) = match m.to.as_deref() {
+            None => (BROADCAST, None),
+            Some([]) => (NOBODY, None),
+            Some([one]) => (self.intern(one), None),
             Some(hosts) => {
-                let idx: Vec<u32> = hosts.iter().map(|h| self.intern(h)).collect();
-                let names = hosts.iter().map(|h| h.to_string()).collect();
-                match idx.as_slice() {
-                    [] => (NOBODY, None, Audience::Hosts(names)),
-                    [one] => (*one, None, Audience::Hosts(names)),
-                    _ => (
-                        GROUP,
-                        Some(idx.clone().into_boxed_slice()),
-                        Audience::Hosts(names),
-                    ),
-                }
+                let idx: Box<[u32]> = hosts.iter().map(|h| self.intern(h)).collect();
+                (GROUP, Some(idx))
             }
         };
         let entry = Entry {
@@ -194,10 +178,7 @@ impl Model {
             }
             h => self.cursors[h as usize].add_targeted(m.seq),
         }
-        Applied::Message {
-            seq: m.seq,
-            to: audience,
-        }
+        Applied::Message
     }
 
     /// Acks what of `seqs` is pending for `h`; returns how many were.
@@ -326,10 +307,7 @@ impl Model {
 
     /// Whether `id` was accepted at or after `window_start` (Unix ms).
     pub fn is_duplicate(&self, id: &uuid::Uuid, window_start: i64) -> bool {
-        let found = self.log.find(id);
-        found
-            .iter()
-            .any(|s| self.log.get(*s).is_some_and(|e| e.t >= window_start))
+        self.log.entries_of(id).any(|e| e.t >= window_start)
     }
 
     /// The records that state every host's cursor: the head of each segment.

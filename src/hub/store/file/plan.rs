@@ -40,7 +40,7 @@ impl<'m, 'w> Planner<'m, 'w> {
             window_start,
             registered: HashSet::new(),
             deleted: HashSet::new(),
-            seen: HashSet::new(),
+            seen: HashSet::with_capacity(1024),
             records: Vec::new(),
         }
     }

@@ -47,7 +47,7 @@ pub async fn queue(
                     .filter(|(s, _)| shared.cache.get(*s).is_none()),
             );
             for (seq, body) in load(shared, missing).await? {
-                shared.cache.insert(seq, body.clone());
+                shared.cache.loaded(seq, body.clone());
                 bodies.insert(seq, body);
             }
         }

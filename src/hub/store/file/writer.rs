@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::log::Loc;
-use super::model::{Applied, Audience, Model};
+use super::model::{Applied, Model};
 use super::plan::Planner;
 use super::records::{self, Record};
 use super::segments::Segments;
@@ -229,6 +229,14 @@ impl Writer {
     /// Caches and announces new messages, wakes their hosts, answers everyone.
     fn finish(&self, jobs: Vec<Job>, applied: Vec<Applied>) {
         let shared = &self.shared;
+        // Cached first, so a woken stream finds the body.
+        let mut stored = Vec::new();
+        for job in &jobs {
+            if let Job::Append { items, seqs, .. } = job {
+                stored.extend(seqs.iter().map(|(i, seq)| (*seq, items[*i].json.clone())));
+            }
+        }
+        shared.cache.stored(stored);
         let mut newest_broadcast = None;
         for job in jobs {
             match job {
@@ -238,17 +246,12 @@ impl Writer {
                     statuses,
                     seqs,
                 } => {
-                    let mut items: Vec<Option<Incoming>> = items.into_iter().map(Some).collect();
                     for (i, seq) in seqs {
-                        let Some(item) = items[i].take() else {
-                            continue;
-                        };
-                        let body: Arc<serde_json::value::RawValue> = Arc::from(item.json);
-                        shared.cache.insert(seq, body.clone());
+                        let item = &items[i];
                         // An error only means nobody watches the feed.
-                        let _ = shared.feed.send(body);
-                        match item.target {
-                            Some(t) => shared.wakes.queued(&t, seq),
+                        let _ = shared.feed.send(item.json.clone());
+                        match &item.target {
+                            Some(t) => shared.wakes.queued(t, seq),
                             None => newest_broadcast = Some(seq),
                         }
                     }
@@ -270,18 +273,6 @@ impl Writer {
                         tracing::info!(%host, "host deleted with its queue");
                     }
                     let _ = reply.send(Ok(existed));
-                }
-            }
-        }
-        for a in &applied {
-            if let Applied::Message {
-                seq,
-                to: Audience::Hosts(hosts),
-            } = a
-            {
-                // Converted or multi-host records only; single targets were woken above.
-                if hosts.len() > 1 {
-                    hosts.iter().for_each(|h| shared.wakes.queued(h, *seq));
                 }
             }
         }
