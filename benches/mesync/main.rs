@@ -12,6 +12,7 @@ mod flow;
 mod footprint;
 mod ingest;
 mod sse;
+mod store;
 
 use std::time::Duration;
 
@@ -73,8 +74,11 @@ fn main() {
     if wanted("ingest") {
         rows.push(ingest::run(&plan));
     }
+    if wanted("broadcast") {
+        rows.extend(store::broadcast(&plan));
+    }
     if wanted("backlog") {
-        rows.push(ingest::backlog(&plan));
+        rows.push(store::backlog(&plan));
     }
     if wanted("dedupe") {
         rows.push(ingest::dedupe(&plan));
