@@ -107,8 +107,6 @@ fn check_item(text: &str, limit: u64) -> Result<Incoming, ItemResult> {
         .map_err(|e| rejected(id, e.to_string()))?;
     // The canonical one-line encoding: what is stored and delivered.
     let json = serde_json::value::to_raw_value(&msg).map_err(|e| rejected(id, e.to_string()))?;
-    // Shared from here on (store, cache, feed), made on this request's thread.
-    let json: Arc<RawValue> = Arc::from(json);
     check_size(json.get().len(), limit).map_err(|e| rejected(id, e.to_string()))?;
     Ok(Incoming {
         id: msg.id,

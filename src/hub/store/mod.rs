@@ -47,7 +47,7 @@ pub struct Incoming {
     pub source: String,
     pub target: Option<String>,
     /// The message's compact one-line JSON: stored and delivered as is.
-    pub json: Arc<RawValue>,
+    pub json: Box<RawValue>,
 }
 
 /// One message of a host's queue.

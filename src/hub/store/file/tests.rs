@@ -104,11 +104,8 @@ async fn open(cfg: &FileConfig) -> FileStore {
         .unwrap()
 }
 
-fn body(id: Uuid, n: u64) -> Arc<RawValue> {
-    Arc::from(
-        to_raw_value(&serde_json::json!({"id": id, "n": n, "text": "quote \" and \\ and ü"}))
-            .unwrap(),
-    )
+fn body(id: Uuid, n: u64) -> Box<RawValue> {
+    to_raw_value(&serde_json::json!({"id": id, "n": n, "text": "quote \" and \\ and ü"})).unwrap()
 }
 
 /// Every host's (registered, queue), checking `pending` against the queue.

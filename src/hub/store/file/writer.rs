@@ -13,6 +13,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -229,34 +230,28 @@ impl Writer {
     /// Caches and announces new messages, wakes their hosts, answers everyone.
     fn finish(&self, jobs: Vec<Job>, applied: Vec<Applied>) {
         let shared = &self.shared;
-        // Cached first, so a woken stream finds the body.
-        let mut stored = Vec::new();
-        for job in &jobs {
-            if let Job::Append { items, seqs, .. } = job {
-                stored.extend(seqs.iter().map(|(i, seq)| (*seq, items[*i].json.clone())));
+        let (fresh, rest) = share_bodies(jobs);
+        // Cached before anyone is woken or answered, so readers find the bodies.
+        shared
+            .cache
+            .stored(fresh.iter().map(|(seq, body, _)| (*seq, body.clone())));
+        let mut newest_broadcast = None;
+        for (seq, body, target) in fresh {
+            // An error only means nobody watches the feed.
+            let _ = shared.feed.send(body);
+            match target {
+                Some(t) => shared.wakes.queued(&t, seq),
+                None => newest_broadcast = Some(seq),
             }
         }
-        shared.cache.stored(stored);
-        let mut newest_broadcast = None;
-        for job in jobs {
+        if let Some(seq) = newest_broadcast {
+            shared.wakes.broadcast(seq);
+        }
+        for job in rest {
             match job {
                 Job::Append {
-                    items,
-                    reply,
-                    statuses,
-                    seqs,
-                } => {
-                    for (i, seq) in seqs {
-                        let item = &items[i];
-                        // An error only means nobody watches the feed.
-                        let _ = shared.feed.send(item.json.clone());
-                        match &item.target {
-                            Some(t) => shared.wakes.queued(t, seq),
-                            None => newest_broadcast = Some(seq),
-                        }
-                    }
-                    let _ = reply.send(Ok(statuses));
-                }
+                    reply, statuses, ..
+                } => drop(reply.send(Ok(statuses))),
                 Job::Register(_, reply) => drop(reply.send(Ok(()))),
                 Job::Ack(_, _, reply, at) => {
                     let n = match at.map(|i| &applied[i]) {
@@ -276,10 +271,44 @@ impl Writer {
                 }
             }
         }
-        if let Some(seq) = newest_broadcast {
-            shared.wakes.broadcast(seq);
-        }
     }
+}
+
+/// A new message's sequence number, shared body and target.
+type Fresh = (u64, Arc<RawValue>, Option<String>);
+
+/// Takes the accepted messages out of the jobs, each body turned into the
+/// one shared copy that the cache and the feed hold. Made here rather than
+/// on the request threads: bodies that live on then all come from this
+/// thread's allocator, which keeps a long backlog from fragmenting memory.
+fn share_bodies(jobs: Vec<Job>) -> (Vec<Fresh>, Vec<Job>) {
+    let mut fresh = Vec::new();
+    let mut rest = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let Job::Append {
+            items,
+            reply,
+            statuses,
+            seqs,
+        } = job
+        else {
+            rest.push(job);
+            continue;
+        };
+        let mut items: Vec<Option<Incoming>> = items.into_iter().map(Some).collect();
+        for (i, seq) in seqs {
+            if let Some(item) = items[i].take() {
+                fresh.push((seq, Arc::from(item.json), item.target));
+            }
+        }
+        rest.push(Job::Append {
+            items: Vec::new(),
+            reply,
+            statuses,
+            seqs: Vec::new(),
+        });
+    }
+    (fresh, rest)
 }
 
 /// Answers every job with the write error; nothing was applied.
