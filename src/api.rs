@@ -4,6 +4,7 @@
 //! change here changes the protocol for both sides at once.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::message::Message;
@@ -64,6 +65,19 @@ pub struct Sequenced {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PollResponse {
     pub messages: Vec<Sequenced>,
+}
+
+/// The long-poll answer as the hub writes it: each message's stored JSON
+/// copied as is (same shape as [`PollResponse`]).
+#[derive(Debug, Serialize)]
+pub struct RawPollResponse<'a> {
+    pub messages: Vec<RawSequenced<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RawSequenced<'a> {
+    pub seq: u64,
+    pub message: &'a RawValue,
 }
 
 /// One registered host, as `GET /v1/hosts` shows it.

@@ -145,38 +145,6 @@ fn mesync_run(msgs: &[Vec<u8>]) -> f64 {
     accepted as f64 / elapsed.as_secs_f64()
 }
 
-/// Not a target, but what an operator sizes a hub by: the memory an
-/// unacked backlog costs. Hosts that registered and went away keep a queue
-/// entry for every broadcast until they ack it or `retention` passes.
-pub fn backlog(plan: &Plan) -> Row {
-    const HOSTS: usize = 100;
-    let hub = Hub::start();
-    for h in 0..HOSTS {
-        // A long-poll with wait=0 registers the host and returns at once.
-        let resp = hub.get(&format!("/v1/hosts/offline-{h}/messages")).send();
-        assert!(resp.is_ok_and(|r| r.status().is_success()), "register host");
-    }
-    let before = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
-    let batches = plan.backlog_broadcasts / 1000;
-    for _ in 0..batches {
-        post_batch(&hub, body(&messages(1000, "bench.backlog", None, 100)));
-    }
-    let after = crate::footprint::rss_kib(hub.proc.pid()).unwrap_or(0);
-    let messages = batches * 1000;
-    let entries = messages * HOSTS;
-    let grown = after.saturating_sub(before) * 1024;
-    Row::alone(
-        "hub memory for an unacked backlog (100 offline hosts)",
-        "none (sizing figure)",
-        Figure::Text(format!(
-            "{messages} broadcasts = {entries} queue entries: RSS +{:.0} MB, {:.0} B per entry incl. the message",
-            grown as f64 / 1e6,
-            grown as f64 / entries.max(1) as f64
-        )),
-        None,
-    )
-}
-
 /// The memory the dedupe window costs: messages posted and acked at once
 /// leave only their ids behind, remembered for `dedupe_window`.
 pub fn dedupe(plan: &Plan) -> Row {

@@ -7,7 +7,7 @@
 //!
 //! Run with `cargo bench --bench mesync` (or `just bench`); `-- --quick` for
 //! smaller sizes and fewer runs, `-- --runs N` to choose the runs, and row
-//! names (`latency burst ingest backlog dedupe sse idle binary`) to run only
+//! names (`latency burst ingest broadcast backlog dedupe sse idle binary`) to run only
 //! those. It is not part of `cargo test`: performance is measured here and
 //! recorded in BENCHMARKS.md, never asserted in tests. Every load loop is
 //! bounded in count and in time, and only 127.0.0.1 is used.
@@ -25,6 +25,7 @@ mod redis;
 mod report;
 mod resp;
 mod sse;
+mod store;
 
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,16 @@ pub struct Plan {
     pub idle: Duration,
 }
 
-const ROWS: [&str; 8] = [
-    "latency", "burst", "ingest", "backlog", "dedupe", "sse", "idle", "binary",
+const ROWS: [&str; 9] = [
+    "latency",
+    "burst",
+    "ingest",
+    "broadcast",
+    "backlog",
+    "dedupe",
+    "sse",
+    "idle",
+    "binary",
 ];
 
 fn main() {
@@ -76,8 +85,11 @@ fn main() {
     if wanted("ingest") {
         rows.push(ingest::run(&plan));
     }
+    if wanted("broadcast") {
+        rows.extend(store::broadcast(&plan));
+    }
     if wanted("backlog") {
-        rows.push(ingest::backlog(&plan));
+        rows.push(store::backlog(&plan));
     }
     if wanted("dedupe") {
         rows.push(ingest::dedupe(&plan));

@@ -20,7 +20,6 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
     pub expired: AtomicU64,
-    pub open_streams: AtomicU64,
     durations: DashMap<String, Histogram>,
 }
 
@@ -54,7 +53,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition; `pending` is (host, queue depth).
-    pub fn render(&self, pending: &[(String, usize)]) -> String {
+    pub fn render(&self, pending: &[(String, usize)], open_streams: u64) -> String {
         let mut out = String::with_capacity(4096);
         let counters = [
             (
@@ -101,11 +100,7 @@ impl Metrics {
         }
         out.push_str("# HELP mesync_open_streams Open SSE connections.\n");
         out.push_str("# TYPE mesync_open_streams gauge\n");
-        let _ = writeln!(
-            out,
-            "mesync_open_streams {}",
-            self.open_streams.load(Ordering::Relaxed)
-        );
+        let _ = writeln!(out, "mesync_open_streams {open_streams}");
         self.render_durations(&mut out);
         out
     }

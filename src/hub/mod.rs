@@ -1,23 +1,18 @@
 //! The hub (`mesync serve`): stores messages durably, fans them out to
-//! per-host queues and pushes them over SSE (or long-poll) until each host
-//! acks.
+//! hosts and pushes them over SSE (or long-poll) until each host acks.
 //!
-//! Layout: `store.rs` and `records.rs` own the files (segments, group
-//! commit), `replay.rs` rebuilds memory from them, `compact.rs` keeps them
-//! small, `writer.rs` is the one thread that changes state, `state.rs` holds
-//! hosts and queues, `routes/` is the HTTP API, `error.rs` its error answer.
+//! Layout: `store/` is everything about where messages live, behind the
+//! `Store` trait (`store/file/` is the embedded log of segment files);
+//! `routes/` is the HTTP API and knows only that trait; `presence.rs`
+//! counts this hub's open streams; `error.rs` is the error answer,
+//! `metrics.rs` the counters, `dashboard.rs` the page.
 
-mod compact;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
-mod queue;
-mod records;
-mod replay;
+mod presence;
 mod routes;
-mod state;
 mod store;
-mod writer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,27 +24,33 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HubConfig;
 use error::ApiError;
-use state::{HostState, Limits, State};
-use writer::WriterHandle;
+use metrics::Metrics;
+use presence::Presence;
+use store::file::{FileConfig, FileStore};
+use store::Store;
 
 /// What every request handler shares.
 pub struct Hub {
-    state: Arc<State>,
-    writer: WriterHandle,
+    store: Arc<dyn Store>,
+    presence: Arc<Presence>,
+    metrics: Arc<Metrics>,
+    limits: Limits,
     /// Cancelled at shutdown: ends streams and long-polls.
     stop: CancellationToken,
 }
 
+/// Limits and timings the handlers need from the cfg.
+#[derive(Debug, Clone)]
+struct Limits {
+    token: Option<String>,
+    keepalive: Duration,
+    max_message_bytes: u64,
+}
+
 impl Hub {
-    /// The host, registered first if it is not (durably, via the writer).
-    async fn register(&self, id: &str) -> Result<Arc<HostState>, ApiError> {
-        if let Some(h) = self.state.host(id) {
-            if h.is_registered() {
-                h.touch();
-                return Ok(h);
-            }
-        }
-        self.writer.register(id).await
+    /// Registers the host if it is not (durably) and notes it as seen.
+    async fn register(&self, host: &str) -> Result<(), ApiError> {
+        Ok(self.store.register(host).await?)
     }
 }
 
@@ -83,70 +84,59 @@ pub async fn serve(
         .local_addr()
         .context("reading the listening address")?;
     raise_open_files_limit();
-    // Our own token: stopping the hub (also when its writer dies) must not
+    // Our own token: stopping the hub (also when its store dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
-    let writer_gone = CancellationToken::new();
-    let hub = open(&cfg, stop.clone(), writer_gone.clone()).await?;
-    let writer = hub.writer.clone();
-    let sweeper = tokio::spawn(sweep_periodically(
-        writer.clone(),
-        cfg.retention,
-        stop.clone(),
-    ));
+    let hub = open(&cfg, stop.clone()).await?;
+    let store = hub.store.clone();
+    let broken = store.broken();
     if cfg.token.is_none() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
     let served = axum::serve(listener, router(hub))
-        .with_graceful_shutdown(stop_when(stop.clone(), writer_gone.clone()))
+        .with_graceful_shutdown(stop_when(stop.clone(), broken.clone()))
         .await
         .context("serving HTTP");
     stop.cancel();
-    let _ = sweeper.await;
-    let writer_died = writer_gone.is_cancelled();
-    writer.stop().await;
-    writer_gone.cancelled().await;
+    let store_died = broken.is_cancelled();
+    store.close().await;
     served?;
-    if writer_died && !shutdown.is_cancelled() {
+    if store_died && !shutdown.is_cancelled() {
         anyhow::bail!("the hub's store writer stopped unexpectedly; see the log above");
     }
     tracing::info!("hub stopped");
     Ok(())
 }
 
-/// Replays the data dir and starts the writer thread.
-async fn open(
-    cfg: &HubConfig,
-    stop: CancellationToken,
-    writer_gone: CancellationToken,
-) -> anyhow::Result<Arc<Hub>> {
-    let state = Arc::new(State::new(Limits {
-        token: cfg.token.clone(),
-        keepalive: cfg.keepalive,
+/// Opens the store (replaying the data dir) and builds the shared state.
+/// The one place that reads the settings.
+async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hub>> {
+    let metrics = Arc::new(Metrics::default());
+    let file = FileConfig {
+        dir: cfg.data_dir.clone(),
         retention: cfg.retention,
         dedupe_window: cfg.dedupe_window,
-        max_message_bytes: cfg.max_message_bytes,
-    }));
-    let (store, dedupe) = {
-        let (state, dir) = (state.clone(), cfg.data_dir.clone());
-        tokio::task::spawn_blocking(move || replay::open(&state, &dir))
-            .await
-            .context("opening the hub store")??
     };
-    let writer = writer::spawn(state.clone(), store, dedupe, writer_gone)?;
+    let store = FileStore::open(file, metrics.clone()).await?;
     Ok(Arc::new(Hub {
-        state,
-        writer,
+        store: Arc::new(store),
+        presence: Arc::default(),
+        metrics,
+        limits: Limits {
+            token: cfg.token.clone(),
+            keepalive: cfg.keepalive,
+            max_message_bytes: cfg.max_message_bytes,
+        },
         stop,
     }))
 }
 
-/// Resolves when the hub is asked to stop or its store writer has died.
-async fn stop_when(stop: CancellationToken, writer_gone: CancellationToken) {
+/// Resolves when the hub is asked to stop or its store has died.
+async fn stop_when(stop: CancellationToken, broken: CancellationToken) {
     tokio::select! {
         () = stop.cancelled() => {}
-        () = writer_gone.cancelled() => tracing::error!("the store writer stopped; shutting the hub down"),
+        () = broken.cancelled() => tracing::error!("the store stopped; shutting the hub down"),
     }
     stop.cancel();
 }
@@ -171,22 +161,6 @@ fn raise_open_files_limit() {
                     "raised the open-files limit"
                 );
             }
-        }
-    }
-}
-
-/// Asks the writer to expire and compact every minute (or every `retention`
-/// if shorter, so short retentions are honoured promptly).
-async fn sweep_periodically(writer: WriterHandle, retention: Duration, stop: CancellationToken) {
-    let period = retention
-        .min(Duration::from_secs(60))
-        .max(Duration::from_secs(1));
-    let mut tick = tokio::time::interval(period);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => writer.sweep(),
-            () = stop.cancelled() => return,
         }
     }
 }

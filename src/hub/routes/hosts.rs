@@ -1,40 +1,62 @@
 //! The host resources: `GET /v1/hosts`, `DELETE /v1/hosts/{host}`, the
 //! long-poll `GET /v1/hosts/{host}/messages` and `POST /v1/hosts/{host}/ack`.
-//! Long-poll answers are assembled from the stored JSON as is; messages are
-//! never decoded and re-encoded on the way out.
+//! Long-poll answers carry the stored JSON of each message as is (a
+//! `RawValue`): messages are never decoded and re-encoded on the way out.
 
-use std::fmt::Write;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use jiff::Timestamp;
 use serde::Deserialize;
 
 use super::{body, HostId, Params};
 use crate::api::{
-    AckRequest, AckResponse, HostsResponse, DEFAULT_POLL_LIMIT, MAX_POLL_LIMIT, MAX_WAIT_SECS,
+    AckRequest, AckResponse, HostInfo, HostsResponse, RawPollResponse, RawSequenced,
+    DEFAULT_POLL_LIMIT, MAX_POLL_LIMIT, MAX_WAIT_SECS,
 };
 use crate::hub::error::ApiError;
-use crate::hub::metrics::add;
-use crate::hub::state::Stored;
+use crate::hub::store::{Delivery, Woken};
 use crate::hub::Hub;
 
-pub async fn list(State(hub): State<Arc<Hub>>) -> Json<HostsResponse> {
-    Json(HostsResponse {
-        hosts: hub.state.host_infos(),
-    })
+/// Registered hosts, with this hub's open streams.
+pub async fn list(State(hub): State<Arc<Hub>>) -> Result<Json<HostsResponse>, ApiError> {
+    let now = Timestamp::now();
+    let hosts = hub
+        .store
+        .hosts()
+        .await?
+        .into_iter()
+        .filter_map(|h| {
+            let registered_at = h.registered_at?;
+            let streams = hub.presence.streams(&h.id);
+            let last_seen = match streams {
+                0 => h.last_seen.unwrap_or(registered_at).max(registered_at),
+                _ => now,
+            };
+            Some(HostInfo {
+                id: h.id,
+                registered_at: registered_at.to_string(),
+                last_seen: last_seen.to_string(),
+                streams,
+                pending: h.pending,
+            })
+        })
+        .collect();
+    Ok(Json(HostsResponse { hosts }))
 }
 
 pub async fn remove(
     State(hub): State<Arc<Hub>>,
     HostId(host): HostId,
 ) -> Result<StatusCode, ApiError> {
-    if hub.writer.drop_host(&host).await? {
+    if hub.store.delete_host(&host).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!(
@@ -62,40 +84,52 @@ pub async fn poll(
         .unwrap_or(DEFAULT_POLL_LIMIT)
         .clamp(1, MAX_POLL_LIMIT);
     let wait = Duration::from_secs(p.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    let host = hub.register(&host).await?;
-    // Subscribe before reading, so an entry queued in between wakes us.
-    let mut changed = host.changed.subscribe();
-    let after = host.checked_cursor(p.after.unwrap_or(0));
+    hub.register(&host).await?;
+    // Subscribe before reading, so a message queued in between wakes us.
+    let mut wake = hub.store.watch(&host);
+    let after = checked_cursor(&hub, &host, p.after.unwrap_or(0));
     let deadline = tokio::time::Instant::now() + wait;
     let found = loop {
-        let found = host.after(after, limit);
+        let found = hub.store.read(&host, after, limit).await?;
         if !found.is_empty() {
             break found;
         }
         tokio::select! {
-            r = changed.changed() => if r.is_err() { break found },
+            w = wake.changed() => if w == Woken::Gone { break found },
             () = tokio::time::sleep_until(deadline) => break found,
             () = hub.stop.cancelled() => break found,
         }
     };
-    host.touch();
-    add(&hub.state.metrics.delivered, found.len() as u64);
+    hub.store.seen(&host);
+    hub.metrics
+        .delivered
+        .fetch_add(found.len() as u64, Ordering::Relaxed);
     Ok(poll_answer(&found))
 }
 
-/// `{"messages":[{"seq":7,"message":{...}},...]}` from the stored JSON.
-fn poll_answer(found: &[(u64, Arc<Stored>)]) -> Response {
-    let size: usize = found.iter().map(|(_, m)| m.json.len() + 32).sum();
-    let mut out = String::with_capacity(size + 16);
-    out.push_str("{\"messages\":[");
-    for (i, (seq, m)) in found.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let _ = write!(out, "{{\"seq\":{seq},\"message\":{}}}", m.json);
+/// `{"messages":[{"seq":7,"message":{...}},...]}` around the stored JSON.
+fn poll_answer(found: &[Delivery]) -> Response {
+    let messages = found
+        .iter()
+        .map(|d| RawSequenced {
+            seq: d.seq,
+            message: &d.json,
+        })
+        .collect();
+    Json(RawPollResponse { messages }).into_response()
+}
+
+/// A cursor the hub can honour: one beyond any sequence number it issued
+/// (a daemon of another data dir, say) replays the whole backlog instead
+/// of silently skipping.
+pub fn checked_cursor(hub: &Hub, host: &str, cursor: u64) -> u64 {
+    let last = hub.store.last_seq();
+    if cursor > last {
+        tracing::warn!(%host, cursor, last_seq = last,
+            "cursor is beyond the last sequence number issued; replaying the whole backlog");
+        return 0;
     }
-    out.push_str("]}");
-    ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+    cursor
 }
 
 pub async fn ack(
@@ -109,10 +143,7 @@ pub async fn ack(
             "request body must be {{\"ids\": [\"<uuid>\", ...]}}: {e}"
         ))
     })?;
-    let Some(host) = hub.state.host(&host) else {
-        return Ok(Json(AckResponse { acked: 0 }));
-    };
-    host.touch();
-    let acked = hub.writer.ack(host, req.ids).await?;
+    let acked = hub.store.ack(&host, req.ids).await?;
+    hub.metrics.acked.fetch_add(acked as u64, Ordering::Relaxed);
     Ok(Json(AckResponse { acked }))
 }

@@ -1,6 +1,6 @@
 //! `POST /v1/messages`: one message or a batch. Each item is validated here
 //! (on the request's own task, so parsing spreads over cores), then the
-//! valid ones go to the writer, which dedupes, stores and fans them out.
+//! valid ones go to the store, which dedupes, stores and fans them out.
 //! The answer comes only once the accepted ones are durable, in input order.
 
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use super::body;
 use crate::api::{ItemResult, ItemStatus, PostResponse, MAX_BATCH};
 use crate::hub::error::ApiError;
 use crate::hub::metrics::add;
-use crate::hub::writer::Incoming;
+use crate::hub::store::Incoming;
 use crate::hub::Hub;
 use crate::message::{check_size, Draft, MessageError};
 
@@ -27,7 +27,7 @@ pub async fn post(
 ) -> Result<Json<PostResponse>, ApiError> {
     let raw = body(raw)?;
     let items = split_items(&raw)?;
-    let limit = hub.state.limits.max_message_bytes;
+    let limit = hub.limits.max_message_bytes;
     let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
@@ -42,13 +42,19 @@ pub async fn post(
         }
     }
     let rejected = results.iter().filter(|r| r.is_some()).count();
-    add(&hub.state.metrics.rejected, rejected as u64);
+    add(&hub.metrics.rejected, rejected as u64);
     let ids: Vec<Uuid> = valid.iter().map(|m| m.id).collect();
     let statuses = if valid.is_empty() {
         Vec::new()
     } else {
-        hub.writer.post(valid).await?
+        hub.store.append(valid).await?
     };
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == ItemStatus::Accepted)
+        .count();
+    add(&hub.metrics.accepted, accepted as u64);
+    add(&hub.metrics.duplicate, (statuses.len() - accepted) as u64);
     for ((slot, id), status) in slots.into_iter().zip(ids).zip(statuses) {
         results[slot] = Some(ItemResult {
             id: Some(id),
@@ -100,13 +106,13 @@ fn check_item(text: &str, limit: u64) -> Result<Incoming, ItemResult> {
         .complete(None)
         .map_err(|e| rejected(id, e.to_string()))?;
     // The canonical one-line encoding: what is stored and delivered.
-    let json = serde_json::to_string(&msg).map_err(|e| rejected(id, e.to_string()))?;
-    check_size(json.len(), limit).map_err(|e| rejected(id, e.to_string()))?;
+    let json = serde_json::value::to_raw_value(&msg).map_err(|e| rejected(id, e.to_string()))?;
+    check_size(json.get().len(), limit).map_err(|e| rejected(id, e.to_string()))?;
     Ok(Incoming {
         id: msg.id,
         source: msg.source,
         target: msg.target,
-        json: json.into_boxed_str(),
+        json,
     })
 }
 

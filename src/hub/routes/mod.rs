@@ -60,7 +60,7 @@ async fn method_not_allowed() -> ApiError {
 /// token and sends it with each of its own requests. Stream endpoints also
 /// take `?token=`, since a browser's EventSource cannot send headers.
 async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
-    let Some(expected) = hub.state.limits.token.as_deref() else {
+    let Some(expected) = hub.limits.token.as_deref() else {
         return next.run(req).await;
     };
     let path = req.uri().path();
@@ -109,9 +109,7 @@ async fn time_request(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> 
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let start = Instant::now();
     let resp = next.run(req).await;
-    hub.state
-        .metrics
-        .observe(&route, start.elapsed().as_secs_f64());
+    hub.metrics.observe(&route, start.elapsed().as_secs_f64());
     resp
 }
 

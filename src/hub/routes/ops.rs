@@ -9,6 +9,7 @@ use axum::response::{Html, IntoResponse};
 use axum::Json;
 
 use crate::api::Health;
+use crate::hub::error::ApiError;
 use crate::hub::{dashboard, Hub};
 
 pub async fn healthz() -> Json<Health> {
@@ -18,9 +19,18 @@ pub async fn healthz() -> Json<Health> {
     })
 }
 
-pub async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
-    let text = hub.state.metrics.render(&hub.state.pending());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+pub async fn metrics(State(hub): State<Arc<Hub>>) -> Result<impl IntoResponse, ApiError> {
+    // Hosts that are registered or have something queued.
+    let pending: Vec<(String, usize)> = hub
+        .store
+        .hosts()
+        .await?
+        .into_iter()
+        .filter(|h| h.registered_at.is_some() || h.pending > 0)
+        .map(|h| (h.id, h.pending))
+        .collect();
+    let text = hub.metrics.render(&pending, hub.presence.total());
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 pub async fn dashboard() -> impl IntoResponse {
