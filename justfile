@@ -13,7 +13,8 @@ lint:
 run:
     cargo run --release -- start --with-hub
 
-# a local cluster (a hub and three daemons) showing broadcast and targeted delivery
+# a local cluster on loopback (a hub and three daemons): sends a broadcast and a
+# targeted message, prints which inbox each reached and which hooks ran, stops all
 e2e:
     cargo test --test e2e -- --nocapture
 

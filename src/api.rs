@@ -1,4 +1,4 @@
-//! The wire types the hub and its clients both speak (the HTTP API of the README).
+//! The wire types the hub and its clients both speak (the HTTP API of docs/http-api.md).
 //!
 //! The hub serializes these and the daemon and CLI deserialize them, so a
 //! change here changes the protocol for both sides at once.

@@ -4,7 +4,8 @@
 //! per-machine daemon (`daemon`, `mesync start`) and the command line (`cli`).
 //! All three stand on the same foundation: settings (`config`), the message
 //! and its rules (`message`), the queue directories (`spool`), the wire types
-//! (`api`) and the one hub client (`client`). `cli`, `hub` and `daemon` never
+//! (`api`) and the one hub client (`client`); `sd_notify` tells a service
+//! manager when the hub or the daemon is ready and when it stops. `cli`, `hub` and `daemon` never
 //! use each other, except `start --with-hub`, which runs `hub::serve`.
 
 pub mod api;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod hub;
 pub mod message;
+pub mod sd_notify;
 pub mod spool;
 
 /// The version reported by `--version` and `/healthz`.

@@ -57,6 +57,90 @@ fn dashboard_shows_hosts_counters_and_messages_as_they_pass() {
 }
 
 #[test]
+#[cfg_attr(
+    not(browser_tests),
+    ignore = "needs Chromium (apt-get install chromium, then touch build.rs)"
+)]
+fn dashboard_starts_with_the_last_messages_and_charts_each_second() {
+    let hub = Hub::start();
+    let sender = hub.machine("machine-1");
+    let ids: Vec<String> = (0..3)
+        .map(|i| sender.send("before.page", &["--payload", &format!("{{\"n\":{i}}}")]))
+        .collect();
+    send_outbox(&hub, &sender);
+    // The chart has a second that counted them.
+    common::wait_until("a counted second", common::DEADLINE, || {
+        let a: Value = hub.get("/v1/activity").send().unwrap().json().unwrap();
+        a["per_second"]["accepted"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|n| n.as_u64() > Some(0)))
+    });
+
+    let browser = Browser::launch();
+    let page = browser.open(&format!("{}/", hub.url));
+    page.wait_for("the live feed", FEED_LIVE);
+    for id in &ids {
+        page.wait_for_text(id);
+    }
+    // Newest first, as live messages are.
+    let order = page
+        .eval("[...document.querySelectorAll('#feed .id')].map(e => e.textContent)")
+        .unwrap();
+    let newest_first: Vec<&str> = ids.iter().rev().map(String::as_str).collect();
+    assert_eq!(order, json!(newest_first));
+    page.wait_for(
+        "the chart",
+        "document.getElementById('chart-accepted').getAttribute('points').split(' ').length > 1 \
+         && !document.getElementById('chart-max').textContent.includes('peak 0/')",
+    );
+    page.wait_for(
+        "a rate on every message counter",
+        "[...document.querySelectorAll('.counter')].filter(c => c.dataset.key !== 'open_streams') \
+         .every(c => /\\/s$/.test(c.querySelector('.rate').textContent))",
+    );
+}
+
+#[test]
+fn activity_keeps_the_last_50_accepted_messages_in_order() {
+    let hub = Hub::start();
+    let messages: Vec<Value> = (0..55)
+        .map(|i| {
+            json!({"id": uuid_v7(), "type": "t", "source": "machine-1", "target": null,
+                   "priority": "normal", "created_at": "2026-11-24T10:30:00.123456+00:00",
+                   "payload": {"n": i}})
+        })
+        .collect();
+    let resp = hub.post("/v1/messages").json(&messages).send().unwrap();
+    assert_eq!(resp.status(), 200);
+    let recent = common::wait_for("50 recent messages", common::DEADLINE, || {
+        let a: Value = hub.get("/v1/activity").send().ok()?.json().ok()?;
+        let recent = a["recent"].as_array()?.clone();
+        (recent.len() == 50 && recent[49]["payload"]["n"] == 54).then_some(recent)
+    });
+    let ns: Vec<u64> = recent
+        .iter()
+        .map(|m| m["payload"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ns, (5..55).collect::<Vec<u64>>());
+    let a: Value = hub
+        .get("/v1/activity?recent=false")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(a["recent"], json!([]));
+    assert!(a["per_second"]["accepted"].is_array());
+    assert!(a["per_second"]["delivered"].is_array());
+}
+
+fn uuid_v7() -> String {
+    mesync::message::Message::new("t", "machine-1", None, Default::default(), json!({}))
+        .unwrap()
+        .id
+        .to_string()
+}
+
+#[test]
 fn with_a_token_only_the_page_is_served_without_it() {
     let hub = Hub::start_with(&[("MESYNC_TOKEN", TOKEN)]);
     only_the_page_is_open(&hub);
@@ -123,6 +207,7 @@ fn only_the_page_is_open(hub: &Hub) {
         "/metrics",
         "/v1/stream",
         "/v1/stream?token=wrong",
+        "/v1/activity",
         "/v1/hosts/machine-1/stream",
         "/v1/hosts/machine-1/messages",
         "/?token=wrong",

@@ -52,7 +52,7 @@ fn original_messages() -> HashMap<String, Value> {
     let mut all = HashMap::new();
     for entry in std::fs::read_dir(fixture()).unwrap() {
         let path = entry.unwrap().path();
-        if !path.extension().is_some_and(|e| e == "jsonl") {
+        if path.extension().is_none_or(|e| e != "jsonl") {
             continue;
         }
         for line in std::fs::read_to_string(&path).unwrap().lines() {

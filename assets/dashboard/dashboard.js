@@ -3,6 +3,7 @@ const POLL_MS = 2000;      // how often hosts and counters are refreshed
 const FEED_KEEP = 200;     // feed rows kept; older ones are dropped
 const RETRY_MS = 3000;     // pause before reopening a closed feed
 const TOKEN_KEY = "mesync.token";
+const CHART_SECONDS = 600; // the chart's width: 10 minutes, one point a second
 const COUNTERS = [
   ["accepted", "accepted"], ["duplicate", "duplicate"], ["rejected", "rejected"],
   ["delivered", "delivered"], ["acked", "acked"], ["expired", "expired"],
@@ -16,6 +17,10 @@ let pollTimer = 0, retryTimer = 0, feed = null, feedState = "connecting";
 let hosts = [], metrics = {}, previous = null, hubUp = true, updatedAt = null;
 let sortKey = "id", sortDir = 1;
 let incoming = [], received = 0, paused = false;
+// The hub's last messages from before the page opened, shown below the live
+// ones once; ids that came live first are not shown twice.
+let older = [], seeded = false, perSecond = null;
+const liveIds = new Set();
 const dirty = new Set();
 let frameQueued = false;
 
@@ -42,18 +47,20 @@ async function fetchHub(path) {
 async function poll() {
   clearTimeout(pollTimer);
   try {
-    const [h, m] = await Promise.all([
+    const [h, m, a] = await Promise.all([
       fetchHub("/v1/hosts").then((r) => r.json()),
       fetchHub("/metrics").then((r) => r.text()),
+      fetchHub("/v1/activity?recent=false").then((r) => r.json()),
     ]);
     if (!authed) signedIn();
     hosts = h.hosts;
+    perSecond = a.per_second;
     previous = updatedAt ? { at: updatedAt, metrics } : null;
     metrics = parseMetrics(m);
     updatedAt = Date.now();
     hubUp = true;
     $("status").title = "";
-    redraw("hosts", "counters", "status");
+    redraw("hosts", "counters", "status", "chart");
   } catch (e) {
     if (e instanceof Unauthorized) return askForToken();
     hubUp = false;
@@ -109,7 +116,11 @@ function openFeed() {
   const url = "/v1/stream" + (token ? "?token=" + encodeURIComponent(token) : "");
   const es = new EventSource(url);
   feed = es;
-  es.onopen = () => { feedState = "live"; redraw("status"); };
+  es.onopen = () => {
+    feedState = "live";
+    redraw("status");
+    if (!seeded) seedFeed();
+  };
   es.addEventListener("message", (ev) => took(ev.data));
   es.onerror = () => {
     // A network error reconnects by itself; an error answer closes the source.
@@ -119,6 +130,22 @@ function openFeed() {
     }
     redraw("status");
   };
+}
+
+// Once the feed is live (so nothing falls between the two), the hub's last
+// messages fill the feed below whatever arrived live meanwhile.
+async function seedFeed() {
+  try {
+    const a = await fetchHub("/v1/activity").then((r) => r.json());
+    if (seeded) return;
+    seeded = true;
+    older = a.recent.filter((m) => !liveIds.has(m.id));
+    liveIds.clear();
+    received += older.length;
+    redraw("feed");
+  } catch (e) {
+    // Only the history is missing; the live feed goes on.
+  }
 }
 
 function closeFeed() {
@@ -132,6 +159,7 @@ function took(data) {
   let msg;
   try { msg = JSON.parse(data); } catch { return; }
   received++;
+  if (!seeded) liveIds.add(msg.id);
   incoming.push(msg);
   // Background tabs get no animation frames: keep only what could be shown.
   if (incoming.length > FEED_KEEP) incoming.splice(0, incoming.length - FEED_KEEP);
@@ -154,6 +182,7 @@ function draw() {
   if (dirty.has("counters")) drawCounters();
   if (dirty.has("hosts")) drawHosts();
   if (dirty.has("feed")) drawFeed();
+  if (dirty.has("chart")) drawChart();
   dirty.clear();
 }
 
@@ -184,12 +213,14 @@ function drawCounters() {
   for (const card of box.children) {
     const key = card.dataset.key, value = metrics[key] ?? 0;
     card.children[0].textContent = value.toLocaleString("en-US");
-    let rate = "";
+    // Every message counter shows its rate over the last poll (2 s); the
+    // open streams are a level, not a count, and have none.
+    let rate = "\u00a0";
     if (previous && key !== "open_streams") {
       const per = (value - (previous.metrics[key] ?? 0)) / ((updatedAt - previous.at) / 1000);
-      if (per > 0) rate = "+" + (per < 10 ? per.toFixed(1) : Math.round(per)) + "/s";
+      rate = per > 0 ? "+" + (per < 10 ? per.toFixed(1) : Math.round(per)) + "/s" : "0/s";
     }
-    card.children[2].textContent = rate || "\u00a0";
+    card.children[2].textContent = rate;
   }
 }
 
@@ -246,10 +277,28 @@ function drawFeed() {
   for (let i = incoming.length - 1; i >= 0; i--) rows.append(feedRow(incoming[i]));
   incoming = [];
   list.prepend(rows);
+  const old = document.createDocumentFragment();
+  for (let i = older.length - 1; i >= 0; i--) old.append(feedRow(older[i]));
+  older = [];
+  list.append(old);
   while (list.children.length > FEED_KEEP) list.lastChild.remove();
   $("feed-empty").hidden = list.children.length > 0;
   $("feed-summary").textContent = received.toLocaleString("en-US") + " seen"
     + (received > FEED_KEEP ? " \u00b7 newest " + FEED_KEEP + " shown" : "");
+}
+
+// Two lines, newest second at the right edge, scaled to the busiest second.
+function drawChart() {
+  if (!perSecond) return;
+  const series = { accepted: perSecond.accepted, delivered: perSecond.delivered };
+  const peak = Math.max(0, ...series.accepted, ...series.delivered);
+  const max = Math.max(1, peak);
+  for (const [name, values] of Object.entries(series)) {
+    const start = CHART_SECONDS - values.length;
+    const points = values.map((v, i) => (start + i) + "," + (98 - (v / max) * 94).toFixed(1));
+    $("chart-" + name).setAttribute("points", points.join(" "));
+  }
+  $("chart-max").textContent = "peak " + peak.toLocaleString("en-US") + "/s";
 }
 
 function feedRow(m) {

@@ -15,10 +15,13 @@ use crate::config::{ConfigError, Overrides, Settings};
 mod check;
 mod flags;
 mod list;
+mod logging;
+mod manual;
 mod queue;
 mod remote;
 mod send;
 mod serve;
+mod signals;
 mod status;
 mod table;
 
@@ -100,6 +103,22 @@ pub enum Command {
     /// Follow this host's messages live (nothing is acked)
     #[command(after_help = "Example:\n  mesync watch --host-id machine-2")]
     Watch,
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  mesync completions bash > /usr/share/bash-completion/completions/mesync\n  mesync completions zsh > /usr/local/share/zsh/site-functions/_mesync\n  mesync completions fish > ~/.config/fish/completions/mesync.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff)
+    #[command(
+        after_help = "Examples:\n  mesync man | man -l -\n  mesync man > /usr/local/share/man/man1/mesync.1"
+    )]
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -162,7 +181,7 @@ pub struct CheckArgs {
     pub files: Vec<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy)]
 pub enum FlushQueue {
     Sent,
     Failed,
@@ -171,8 +190,24 @@ pub enum FlushQueue {
 
 #[derive(Debug, Args)]
 pub struct FlushArgs {
-    #[arg(value_enum)]
+    /// The queue to empty
+    #[arg(value_parser = flush_queue, value_name = "sent|failed|inbox")]
     pub queue: FlushQueue,
+}
+
+/// The queue `flush` empties. Parsed by hand: for a queue it refuses, clap
+/// would suggest the nearest one it takes ("outbox" -> "inbox"), and
+/// `flush inbox` deletes what was received.
+fn flush_queue(text: &str) -> Result<FlushQueue, String> {
+    match text {
+        "sent" => Ok(FlushQueue::Sent),
+        "failed" => Ok(FlushQueue::Failed),
+        "inbox" => Ok(FlushQueue::Inbox),
+        "outbox" => Err("outbox/ is not flushed: its files are waiting to be sent \
+             (`mesync list outbox` shows them; remove one by hand if it must not go)"
+            .into()),
+        _ => Err("flush empties sent, failed or inbox".into()),
+    }
 }
 
 /// The command line as clap sees it: the commands above plus the flags of the settings.
@@ -190,11 +225,25 @@ pub fn parse() -> Cli {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let settings = Settings::load(&cli.overrides)?;
+    // These describe the command line; they need no settings.
+    match &cli.command {
+        Command::Completions(a) => return manual::completions(a.shell),
+        Command::Man => return manual::man(),
+        _ => {}
+    }
+    let mut settings = Settings::load(&cli.overrides)?;
+    if matches!(
+        cli.command,
+        Command::Status | Command::Hosts | Command::Watch | Command::Send(_)
+    ) {
+        remote::find_daemon_hub(&mut settings);
+    }
+    let log = logging::init(settings.log_format, &settings.log_filter);
+    let reload = || signals::Reload::new(cli.overrides.clone(), log.clone());
     match cli.command {
-        Command::Serve => serve::serve(&settings).await,
-        Command::Start(a) => serve::start(&settings, a).await,
-        Command::Send(a) => send::run(&settings, a),
+        Command::Serve => serve::serve(&settings, reload()).await,
+        Command::Start(a) => serve::start(&settings, a, reload()).await,
+        Command::Send(a) => send::run(&settings, a).await,
         Command::List(a) => list::run(&settings, a),
         Command::Retry(a) => queue::retry(&settings, a),
         Command::Flush(a) => queue::flush(&settings, a),
@@ -202,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => status::run(&settings).await,
         Command::Hosts => remote::hosts(&settings).await,
         Command::Watch => remote::watch(&settings).await,
+        Command::Completions(_) | Command::Man => Ok(()),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `mesync hosts` and `mesync watch`: look at the hub without changing anything.
+//! `mesync hosts` and `mesync watch`: look at the hub without changing
+//! anything; and how the command line finds the hub the running daemon uses.
 
 use std::io::Write;
 
@@ -9,6 +10,19 @@ use super::table;
 use crate::api::SSE_EVENT;
 use crate::client::HubClient;
 use crate::config::Settings;
+use crate::spool::Spool;
+
+/// Points `settings` at the hub of the daemon running on this base dir, if
+/// one runs and `server_url` was not set: in another shell, the command line
+/// then talks to the same hub as the daemon.
+pub fn find_daemon_hub(settings: &mut Settings) {
+    let Some(spool) = Spool::open_existing(&settings.base_dir) else {
+        return;
+    };
+    if let Some(url) = spool.daemon_hub() {
+        settings.use_daemon_hub(url, spool.daemon_hub_file());
+    }
+}
 
 pub async fn hosts(settings: &Settings) -> anyhow::Result<()> {
     let client = HubClient::new(&settings.client())?;

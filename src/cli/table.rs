@@ -20,7 +20,7 @@ pub fn write<const N: usize>(
         let mut line = String::new();
         for (cell, w) in row.iter().zip(widths) {
             line.push_str(cell);
-            line.extend(std::iter::repeat(' ').take(w - width(cell) + 2));
+            line.extend(std::iter::repeat_n(' ', w - width(cell) + 2));
         }
         writeln!(out, "{}", line.trim_end())?;
     }

@@ -26,7 +26,7 @@ pub enum DefaultValue {
 }
 
 impl DefaultValue {
-    /// How `--help` and the README show it.
+    /// How `--help` and docs/settings.md show it.
     pub fn shown(self) -> &'static str {
         match self {
             DefaultValue::Text(t) => t,
@@ -51,6 +51,7 @@ pub enum Flag {
 const HUB: Flag = Flag::On(&["serve", "start"]);
 const DAEMON: Flag = Flag::On(&["start"]);
 const CLIENT: Flag = Flag::On(&["start", "status", "hosts", "watch"]);
+const SERVICE: Flag = Flag::On(&["serve", "start"]);
 const MESSAGES: Flag = Flag::On(&["serve", "start", "send", "check"]);
 
 /// One key of the table, without its type: what the file, the environment,
@@ -151,6 +152,9 @@ table! {
     /// The bearer token the hub requires and the daemon presents (the hub warns at start when it has none)
     token: kinds::Secret, "MESYNC_TOKEN",
         default DefaultValue::Unset, flag Flag::None;
+    /// A file holding the token (for systemd's LoadCredential); set this or token, not both
+    token_file: kinds::FilePath, "MESYNC_TOKEN_FILE",
+        default DefaultValue::Unset, flag Flag::None;
     /// Where the hub listens (port 0: any free port, printed at start)
     bind: kinds::Addr, "MESYNC_BIND",
         default DefaultValue::Text("0.0.0.0:8080"), flag HUB;
@@ -175,6 +179,12 @@ table! {
     /// The largest encoded message, in bytes (at most 15 MiB, so that one always fits in a request)
     max_message_bytes: kinds::MessageBytes, "MESYNC_MAX_MESSAGE_BYTES",
         default DefaultValue::Text("1048576"), flag MESSAGES;
+    /// Which log lines are written (a level, or directives such as info,mesync::daemon=debug); SIGHUP re-reads it from config.toml
+    log_filter: kinds::Filter, "RUST_LOG",
+        default DefaultValue::Text("info"), flag SERVICE;
+    /// How log lines look: text for people, json for log shippers (one object per line)
+    log_format: kinds::Format, "MESYNC_LOG_FORMAT",
+        default DefaultValue::Text("text"), flag SERVICE;
 }
 
 /// The key called `name`, if there is one.

@@ -145,6 +145,62 @@ impl Kind for Count {
     }
 }
 
+/// A file path; empty means none.
+pub struct FilePath;
+
+impl Kind for FilePath {
+    type Value = Option<PathBuf>;
+    const EXPECTED: &'static str = "a file path";
+    const VALUE_NAME: &'static str = "FILE";
+    const TOML: Toml = Toml::String;
+    fn parse(text: &str) -> Option<Option<PathBuf>> {
+        Some((!text.is_empty()).then(|| PathBuf::from(text)))
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people: one line of text per event.
+    Text,
+    /// For log shippers: one JSON object per line.
+    Json,
+}
+
+/// `text` or `json`.
+pub struct Format;
+
+impl Kind for Format {
+    type Value = LogFormat;
+    const EXPECTED: &'static str = "text or json";
+    const VALUE_NAME: &'static str = "FORMAT";
+    const TOML: Toml = Toml::String;
+    fn parse(text: &str) -> Option<LogFormat> {
+        match text.trim() {
+            "text" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Which log lines are written: a level (`info`) or directives per module
+/// (`info,mesync::daemon=debug`), as `RUST_LOG` takes them.
+pub struct Filter;
+
+impl Kind for Filter {
+    type Value = String;
+    const EXPECTED: &'static str =
+        "a log filter: a level (error, warn, info, debug, trace) or directives such as info,mesync::daemon=debug";
+    const VALUE_NAME: &'static str = "FILTER";
+    const TOML: Toml = Toml::String;
+    fn parse(text: &str) -> Option<String> {
+        tracing_subscriber::EnvFilter::try_new(text)
+            .ok()
+            .map(|_| text.to_string())
+    }
+}
+
 /// Largest `max_message_bytes`: one message must fit in a request body
 /// (16 MiB) with room to spare, or a daemon could never send it.
 pub const MAX_MESSAGE_BYTES_LIMIT: u64 = 15 * 1024 * 1024;
@@ -205,5 +261,15 @@ mod tests {
         assert_eq!(MessageBytes::parse("15728641"), None);
         assert_eq!(Secret::parse(""), Some(None));
         assert_eq!(Secret::parse("x"), Some(Some("x".into())));
+    }
+
+    #[test]
+    fn log_formats_and_filters() {
+        assert_eq!(Format::parse("json"), Some(LogFormat::Json));
+        assert_eq!(Format::parse("text"), Some(LogFormat::Text));
+        assert_eq!(Format::parse("yaml"), None);
+        assert!(Filter::parse("info,mesync::daemon=debug").is_some());
+        assert!(Filter::parse("warn").is_some());
+        assert_eq!(Filter::parse("info,=[x"), None);
     }
 }

@@ -31,8 +31,13 @@ const CONFIG_FILE: &str = "config.toml";
 pub enum Source {
     Flag,
     Env(&'static str),
-    File { path: PathBuf, line: usize },
+    File {
+        path: PathBuf,
+        line: usize,
+    },
     Default,
+    /// The hub named by the daemon running on this base dir (its `daemon.hub`).
+    RunningDaemon(PathBuf),
 }
 
 impl fmt::Display for Source {
@@ -42,6 +47,7 @@ impl fmt::Display for Source {
             Source::Env(var) => write!(f, "env {var}"),
             Source::File { path, line } => write!(f, "file {}:{line}", path.display()),
             Source::Default => f.write_str("default"),
+            Source::RunningDaemon(path) => write!(f, "running daemon, {}", path.display()),
         }
     }
 }
@@ -130,7 +136,61 @@ impl Settings {
             base_dir,
             base_source,
         };
-        Settings::from_sources(&sources)
+        let mut settings = Settings::from_sources(&sources)?;
+        settings.read_token_file()?;
+        Ok(settings)
+    }
+
+    /// With `token_file` set, `token` is that file's content (without the
+    /// trailing newline an editor adds). Setting both is refused: which one
+    /// wins would be a guess.
+    fn read_token_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = self.token_file.clone() else {
+            return Ok(());
+        };
+        if self.token.is_some() {
+            let from = |key| {
+                self.source_of(key)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            };
+            return Err(ConfigError::Other(format!(
+                "both token ({}) and token_file ({}) are set; keep one",
+                from("token"),
+                from("token_file")
+            )));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
+            file: path.clone(),
+            reason: format!("{e} (token_file)"),
+        })?;
+        let token = text.trim_end_matches(['\n', '\r']);
+        if token.is_empty() {
+            return Err(ConfigError::Other(format!(
+                "token_file {} is empty",
+                path.display()
+            )));
+        }
+        self.token = Some(token.to_string());
+        if let Some(o) = self.origins.iter_mut().find(|o| o.key == "token") {
+            o.shown = "(set)".to_string();
+            o.source = Source::File { path, line: 1 };
+        }
+        Ok(())
+    }
+
+    /// Talks to `url`, the hub of the daemon running on this base dir, when
+    /// `server_url` was not set (the daemon may have chosen it itself, as
+    /// `start --with-hub` does).
+    pub fn use_daemon_hub(&mut self, url: String, file: PathBuf) {
+        if self.source_of("server_url") != Some(&Source::Default) {
+            return;
+        }
+        if let Some(o) = self.origins.iter_mut().find(|o| o.key == "server_url") {
+            o.shown = url.clone();
+            o.source = Source::RunningDaemon(file);
+        }
+        self.server_url = url;
     }
 
     /// The config file this base dir reads.

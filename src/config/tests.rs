@@ -190,10 +190,10 @@ fn an_unusable_hostname_default_says_what_to_set() {
 }
 
 #[test]
-fn the_sample_config_and_the_readme_list_every_key() {
+fn the_sample_config_and_the_settings_page_list_every_key() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let sample = std::fs::read_to_string(root.join("fixtures/config.toml")).unwrap();
-    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/settings.md")).unwrap();
     for k in KEYS {
         assert!(
             sample.contains(&format!("{} =", k.name)),
@@ -205,7 +205,7 @@ fn the_sample_config_and_the_readme_list_every_key() {
             other => other.shown().to_string(),
         };
         let row = format!("| `{}` | `{}` | {default} |", k.name, k.env);
-        assert!(readme.contains(&row), "README.md lacks the row {row}");
+        assert!(page.contains(&row), "docs/settings.md lacks the row {row}");
     }
 }
 
@@ -234,4 +234,47 @@ fn max_message_bytes_must_fit_in_one_request() {
         ("MESYNC_MAX_MESSAGE_BYTES", "15728640"),
     ]);
     assert!(Settings::resolve(&o, env).is_ok());
+}
+
+#[test]
+fn token_file_supplies_the_token_and_refuses_a_second_one() {
+    let (dir, o) = base_with_file("");
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let path = secret.display().to_string();
+    let env = [
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_TOKEN_FILE", path.as_str()),
+    ];
+    let s = Settings::resolve(&o, vars(&env)).unwrap();
+    assert_eq!(s.token.as_deref(), Some("s3cret"));
+    assert!(s.origins.iter().all(|o| !o.shown.contains("s3cret")));
+
+    let both = [
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_TOKEN_FILE", path.as_str()),
+        ("MESYNC_TOKEN", "other"),
+    ];
+    let err = Settings::resolve(&o, vars(&both)).unwrap_err().to_string();
+    assert!(
+        err.contains("token_file") && err.contains("MESYNC_TOKEN"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope").display().to_string();
+    let env = [
+        ("MESYNC_HOST_ID", "h"),
+        ("MESYNC_TOKEN_FILE", missing.as_str()),
+    ];
+    let err = Settings::resolve(&o, vars(&env)).unwrap_err().to_string();
+    assert!(err.contains("nope") && err.contains("token_file"), "{err}");
+}
+
+fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    move |var| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.to_string())
+    }
 }

@@ -5,7 +5,10 @@
 //! ever reaches a command line. At most `hook_concurrency` hooks run at once,
 //! each is killed after `hook_timeout`, and its exit status and stderr are
 //! logged. A failing hook is not re-run. Receiving never waits for hooks: the
-//! receiver hands jobs to [`Hooks::submit`], which never blocks.
+//! receiver hands jobs to [`Hooks::submit`], which never blocks. Each hook
+//! runs in its own process group; one still running at a timeout or when
+//! the daemon stops is killed with the whole group, so nothing it started
+//! outlives it (what a hook that finished left in the background is its own).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -159,6 +162,8 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        // Meant for the daemon alone: a hook must not speak for the service.
+        .env_remove(crate::sd_notify::NOTIFY_SOCKET)
         // Its own process group, so that a timeout kills what it started too.
         .process_group(0)
         .kill_on_drop(true);
@@ -169,21 +174,36 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
             return;
         }
     };
-    let pid = child.id();
+    let mut group = Group(child.id());
     if let Some(mut stdin) = child.stdin.take() {
         // A hook may exit without reading stdin; that is not an error.
         let _ = stdin.write_all(&job.json).await;
     }
-    match tokio::time::timeout(timeout, child.wait_with_output()).await {
+    let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    if waited.is_ok() {
+        group.0 = None;
+    }
+    match waited {
         Ok(Ok(out)) => log_exit(&job, &out),
         Ok(Err(e)) => tracing::warn!(%id, hook = %job.hook.display(), "hook failed: {e}"),
         Err(_) => {
-            if let Some(pid) = pid {
-                // SAFETY: plain syscall; a negative pid names the hook's process group.
-                unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-            }
+            drop(group);
             tracing::warn!(%id, hook = %job.hook.display(), timeout_s = timeout.as_secs(),
                 "hook killed after hook_timeout; not re-run");
+        }
+    }
+}
+
+/// The process group of a running hook (its leader's pid), killed whole when
+/// this is dropped: at a timeout, or when shutdown aborts the task that runs
+/// the hook. Cleared once the hook has exited by itself.
+struct Group(Option<u32>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // SAFETY: plain syscall; a negative pid names the process group.
+            unsafe { libc::kill(-pgid, libc::SIGKILL) };
         }
     }
 }

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client::HubClient;
 use crate::config::{DaemonConfig, HubConfig};
-use crate::spool::Spool;
+use crate::spool::{DaemonLock, Spool};
 
 /// How long the tasks get to finish after a shutdown request.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
@@ -68,6 +68,7 @@ pub async fn run(
         None => None,
     };
     let client = HubClient::new(&cfg.client)?;
+    let lock = announce_hub(lock, cfg.client.server_url.clone()).await?;
     let result = if once {
         once::run(&cfg, spool, client, stop).await
     } else {
@@ -80,6 +81,21 @@ pub async fn run(
     };
     drop(lock);
     result.and(hub_result)
+}
+
+/// Names our hub beside the lock, for the command line in other shells.
+/// Without it they fall back to their own settings: worth a warning only.
+async fn announce_hub(lock: DaemonLock, url: String) -> Result<DaemonLock> {
+    let (lock, result) = tokio::task::spawn_blocking(move || {
+        let result = lock.announce_hub(&url);
+        (lock, result)
+    })
+    .await
+    .context("starting the daemon")?;
+    if let Err(e) = result {
+        tracing::warn!("{e:#}");
+    }
+    Ok(lock)
 }
 
 /// The hub of `--with-hub`, running in this process.
@@ -152,6 +168,7 @@ async fn run_until_stopped(
     let pipeline =
         pipeline::Pipeline::start(cfg, spool.clone(), client.clone(), cancel.clone()).await?;
     tracing::info!(host = %cfg.host_id, server = %client.server_url(), base = %spool.base().display(), "daemon started");
+    crate::sd_notify::ready(&format!("daemon running for {}", client.server_url()));
 
     let reader = stream::HubReader::new(
         client.clone(),

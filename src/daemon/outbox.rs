@@ -122,7 +122,7 @@ impl SendLog {
         }
         if self
             .since
-            .map_or(true, |t| t.elapsed() >= Duration::from_secs(1))
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
         {
             self.flush();
         }

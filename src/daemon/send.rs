@@ -174,7 +174,7 @@ fn batches(ready: Vec<Ready>) -> Vec<Vec<Ready>> {
         let size = r.encoded.get().len() + 1;
         let full = out
             .last()
-            .map_or(true, |b| b.len() >= MAX_BATCH || bytes + size > BODY_BUDGET);
+            .is_none_or(|b| b.len() >= MAX_BATCH || bytes + size > BODY_BUDGET);
         if full {
             out.push(Vec::new());
             bytes = 0;

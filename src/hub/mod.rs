@@ -5,8 +5,10 @@
 //! `Store` trait (`store/file/` is the embedded log of segment files);
 //! `routes/` is the HTTP API and knows only that trait; `presence.rs`
 //! counts this hub's open streams; `error.rs` is the error answer,
-//! `metrics.rs` the counters, `dashboard.rs` the page.
+//! `metrics.rs` the counters, `dashboard.rs` the page, `activity.rs` the
+//! recent messages and per-second counts the page starts from.
 
+mod activity;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::HubConfig;
+use activity::Activity;
 use error::ApiError;
 use metrics::Metrics;
 use presence::Presence;
@@ -34,6 +37,7 @@ pub struct Hub {
     store: Arc<dyn Store>,
     presence: Arc<Presence>,
     metrics: Arc<Metrics>,
+    activity: Arc<Activity>,
     limits: Limits,
     /// Cancelled at shutdown: ends streams and long-polls.
     stop: CancellationToken,
@@ -90,6 +94,11 @@ pub async fn serve(
     let hub = open(&cfg, stop.clone()).await?;
     let store = hub.store.clone();
     let broken = store.broken();
+    let activity = tokio::spawn(hub.activity.clone().follow(
+        store.feed(),
+        hub.metrics.clone(),
+        stop.clone(),
+    ));
     if cfg.token.is_none() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
@@ -99,6 +108,7 @@ pub async fn serve(
         .await
         .context("serving HTTP");
     stop.cancel();
+    let _ = activity.await;
     let store_died = broken.is_cancelled();
     store.close().await;
     served?;
@@ -123,6 +133,7 @@ async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hu
         store: Arc::new(store),
         presence: Arc::default(),
         metrics,
+        activity: Arc::default(),
         limits: Limits {
             token: cfg.token.clone(),
             keepalive: cfg.keepalive,

@@ -1,16 +1,22 @@
 //! The locks of a base dir and a hub data dir: an exclusive `flock(2)` on a
 //! file holding the owner's pid. The lock dies with its process, so a crash
 //! never leaves a stale one, and the pid tells a second instance who holds it.
+//!
+//! Beside the lock, a running daemon names the hub it talks to (`daemon.hub`,
+//! one URL), so that `mesync status`, `hosts` and `watch` in another shell
+//! find the same hub, also one whose port was chosen at start. The file is
+//! believed only while the lock is held, and removed with it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 use super::Spool;
 
 const LOCK_FILE: &str = "daemon.lock";
+const HUB_FILE: &str = "daemon.hub";
 
 impl Spool {
     /// Takes the daemon lock of this base dir, or explains who holds it.
@@ -21,7 +27,23 @@ impl Spool {
                 self.base.display()
             )
         })?;
-        Ok(DaemonLock { _file: file })
+        Ok(DaemonLock {
+            _file: file,
+            hub_file: self.daemon_hub_file(),
+        })
+    }
+
+    /// The hub URL of the daemon holding this base dir, if one runs and said.
+    pub fn daemon_hub(&self) -> Option<String> {
+        self.daemon_holder()?;
+        let text = fs::read_to_string(self.daemon_hub_file()).ok()?;
+        let url = text.trim();
+        (!url.is_empty()).then(|| url.to_string())
+    }
+
+    /// Where a running daemon names its hub.
+    pub fn daemon_hub_file(&self) -> PathBuf {
+        self.base.join(HUB_FILE)
     }
 
     /// The pid written by the daemon that holds this base dir, if one does.
@@ -45,6 +67,26 @@ impl Spool {
 #[derive(Debug)]
 pub struct DaemonLock {
     _file: File,
+    hub_file: PathBuf,
+}
+
+impl DaemonLock {
+    /// Records `url` as the hub this daemon talks to (read by [`Spool::daemon_hub`]).
+    /// Written to a temp name and renamed, so a reader sees a whole URL.
+    pub fn announce_hub(&self, url: &str) -> Result<()> {
+        let tmp = self.hub_file.with_extension("hub.tmp");
+        fs::write(&tmp, format!("{url}\n"))
+            .and_then(|()| fs::rename(&tmp, &self.hub_file))
+            .with_context(|| format!("writing {}", self.hub_file.display()))
+    }
+}
+
+impl Drop for DaemonLock {
+    fn drop(&mut self) {
+        // Before the lock goes (the file closes after this), so no reader
+        // sees the old URL next to a new daemon's lock.
+        let _ = fs::remove_file(&self.hub_file);
+    }
 }
 
 /// Takes an exclusive `flock(2)` on `path` and writes this process's pid into
@@ -87,7 +129,12 @@ mod tests {
         let err = spool.lock_daemon().unwrap_err().to_string();
         assert!(err.contains("another mesync daemon"), "{err}");
         assert_eq!(spool.daemon_holder(), Some(std::process::id().to_string()));
+        assert_eq!(spool.daemon_hub(), None);
+        lock.announce_hub("http://127.0.0.1:9").unwrap();
+        assert_eq!(spool.daemon_hub().as_deref(), Some("http://127.0.0.1:9"));
         drop(lock);
         assert_eq!(spool.daemon_holder(), None);
+        assert_eq!(spool.daemon_hub(), None);
+        assert!(!tmp.path().join(HUB_FILE).exists());
     }
 }

@@ -18,8 +18,13 @@ use serde_json::{json, Value};
 
 use crate::common::DEADLINE;
 
-/// Longest wait for one DevTools answer.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest wait for one DevTools answer (generous: a loaded 2-core machine
+/// takes seconds to start a browser and open a tab).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// One browser at a time per test binary: several Chromiums starting
+/// together on a small machine starve each other past any deadline.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub struct Browser {
     child: Child,
@@ -27,6 +32,8 @@ pub struct Browser {
     from_browser: Receiver<Value>,
     next_id: Cell<u64>,
     _profile: tempfile::TempDir,
+    // Dropped after the browser is killed (fields drop after `drop`).
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Browser {
@@ -37,6 +44,11 @@ impl Browser {
         let Some(exe) = option_env!("MESYNC_CHROMIUM") else {
             panic!("chromium is not installed (CI needs it for the browser tests; .ci/run installs it with apt-get install chromium, then touch build.rs)");
         };
+        // A test that failed with the browser held poisons the lock; the
+        // next one may still run.
+        let turn = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let profile = tempfile::tempdir().expect("temp dir");
         let (cmd_read, cmd_write) = pipe();
         let (answer_read, answer_write) = pipe();
@@ -90,6 +102,7 @@ impl Browser {
             from_browser: rx,
             next_id: Cell::new(1),
             _profile: profile,
+            _turn: turn,
         }
     }
 

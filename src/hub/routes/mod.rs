@@ -36,6 +36,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/v1/hosts/{host}/ack", post(hosts::ack))
         .route("/v1/hosts/{host}/stream", get(stream::host))
         .route("/v1/stream", get(stream::feed))
+        .route("/v1/activity", get(ops::activity))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/", get(ops::dashboard))

@@ -1,5 +1,6 @@
 //! Operator endpoints: `/healthz` (open, for probes), `/metrics`
-//! (Prometheus text) and the dashboard page at `/`.
+//! (Prometheus text), the dashboard page at `/` and the recent activity it
+//! starts from (`/v1/activity`).
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 
+use super::Params;
 use crate::api::Health;
 use crate::hub::error::ApiError;
 use crate::hub::{dashboard, Hub};
@@ -35,4 +37,18 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Result<impl IntoResponse, A
 
 pub async fn dashboard() -> impl IntoResponse {
     (dashboard::HEADERS, Html(dashboard::page()))
+}
+
+#[derive(serde::Deserialize)]
+pub struct ActivityQuery {
+    recent: Option<bool>,
+}
+
+/// The last accepted messages and the per-second counts of the last minutes.
+pub async fn activity(
+    State(hub): State<Arc<Hub>>,
+    Params(q): Params<ActivityQuery>,
+) -> impl IntoResponse {
+    let json = hub.activity.snapshot(q.recent.unwrap_or(true));
+    ([(header::CONTENT_TYPE, "application/json")], json)
 }

@@ -181,7 +181,7 @@ fn count_after(list: &VecDeque<u64>, seq: u64) -> usize {
 
 /// Inserts keeping `list` sorted and free of repeats; appending is the usual case.
 fn insert_sorted(list: &mut VecDeque<u64>, seq: u64) {
-    if list.back().map_or(true, |last| *last < seq) {
+    if list.back().is_none_or(|last| *last < seq) {
         list.push_back(seq);
     } else if let Err(i) = list.binary_search(&seq) {
         list.insert(i, seq);
