@@ -7,6 +7,7 @@
 //! always in exactly one queue. The locks that keep a second daemon off a
 //! base dir (and a second hub off a data dir) are in [`lock`].
 
+mod entry;
 mod lock;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
+pub use entry::{read_entry, Entry};
 pub use lock::{lock_pid_file, DaemonLock};
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
