@@ -3,7 +3,6 @@
 
 mod common;
 
-use common::daemon::*;
 use common::{wait_until, Hub, DEADLINE};
 
 #[test]
@@ -63,4 +62,43 @@ fn a_daemon_restarted_right_after_kill_9_starts() {
             std::fs::read_to_string(m.base.join("daemon.lock")).is_ok_and(|t| t.trim() == pid)
         });
     }
+}
+
+#[test]
+fn a_payload_arrives_byte_for_byte_and_a_bad_created_at_is_refused() {
+    let hub = Hub::start();
+    let (a, b) = (hub.machine("a"), hub.machine("b"));
+    let payload = r#"{"z":123456789012345678901234567890,"a":1e-400,"m":[1.50,-0]}"#;
+    let id = a.send("t", &["--target", "b", "--payload", payload]);
+    let year0 = a.base.with_file_name("year0.json");
+    std::fs::write(
+        &year0,
+        r#"{"type":"t","created_at":"0000-01-01T00:00:00Z"}"#,
+    )
+    .unwrap();
+    let checked = a.run(&["check", year0.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&checked.stdout).to_string()
+        + &String::from_utf8_lossy(&checked.stderr);
+    assert!(!checked.status.success(), "{said}");
+    assert!(
+        said.contains("created_at") && said.contains("0000"),
+        "{said}"
+    );
+    let out = a.run(&["start", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = b.run(&["start", "--once"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let inbox = b.files("inbox");
+    assert_eq!(inbox.len(), 1, "{inbox:?}");
+    assert!(inbox[0].contains(&id));
+    let text = std::fs::read_to_string(b.dir("inbox").join(&inbox[0])).unwrap();
+    assert!(text.contains(&format!(r#""payload":{payload}"#)), "{text}");
 }
