@@ -132,7 +132,7 @@ fn flock_unless_alive(file: &File, path: &Path) -> bool {
 }
 
 /// Whether a process `pid` exists (a zombie counts as gone).
-fn alive(pid: i32) -> bool {
+pub(super) fn alive(pid: i32) -> bool {
     if pid <= 0 {
         return false;
     }
