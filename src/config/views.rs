@@ -18,6 +18,8 @@ pub struct HubConfig {
     pub retention: Duration,
     pub dedupe_window: Duration,
     pub max_message_bytes: u64,
+    /// `serve --repair`: start despite a missing or damaged segment.
+    pub repair: bool,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -58,6 +60,7 @@ impl Settings {
             retention: self.retention,
             dedupe_window: self.dedupe_window,
             max_message_bytes: self.max_message_bytes,
+            repair: false,
         }
     }
 

@@ -63,7 +63,7 @@ impl InboxWriter {
     ) -> Result<InboxWriter> {
         let (ledger, received) = LedgerFile::open(spool.base(), retention)?;
         let inbox_dir = pending::inbox_dir(&spool);
-        let writer = InboxWriter {
+        let mut writer = InboxWriter {
             spool,
             inbox_dir,
             ledger,
@@ -75,7 +75,7 @@ impl InboxWriter {
             counts: Counts::default(),
             cancel,
         };
-        writer.submit_owed();
+        writer.submit_owed()?;
         Ok(writer)
     }
 
@@ -104,8 +104,21 @@ impl InboxWriter {
         self.counts.log(true);
     }
 
-    fn submit_owed(&self) {
+    /// Queues the hooks owed from before this start. A mark whose message
+    /// the ledger does not know yet (a crash fell between the two) enters
+    /// the ledger now, so the hub's re-delivery neither rewrites nor re-hooks it.
+    fn submit_owed(&mut self) -> Result<()> {
         let owed = pending::owed(&self.spool);
+        let unknown: Vec<Uuid> = owed
+            .iter()
+            .map(|o| o.message.id)
+            .filter(|id| !self.received.contains_key(id))
+            .collect();
+        if !unknown.is_empty() {
+            let now = ledger::unix_now();
+            self.ledger.append(&unknown, now)?;
+            self.received.extend(unknown.iter().map(|id| (*id, now)));
+        }
         let hooks_dir = self.spool.hooks_dir();
         let mut queued = 0;
         for o in owed {
@@ -127,6 +140,7 @@ impl InboxWriter {
         if queued > 0 {
             tracing::info!(hooks = queued, "running hooks owed from before the restart");
         }
+        Ok(())
     }
 
     /// Writes `batch` (retrying while the disk fails), then hands it on.
@@ -159,8 +173,9 @@ impl InboxWriter {
     }
 
     /// Writes the new messages of `batch`: inbox files first, then the
-    /// ledger (so an id in the ledger always has had its file), then the
-    /// marks of the hooks owed (so a mark always belongs to a known message).
+    /// marks of the hooks owed, then the ledger. A crash before the ledger
+    /// entry re-delivers the message (rewritten in place, not doubled); a
+    /// crash after it finds the mark, so a hook is never owed unrecorded.
     fn write(&mut self, batch: &[Message]) -> Result<Vec<Fresh>> {
         let positions = ledger::fresh(&self.received, batch.iter().map(|m| &m.id));
         let files: Vec<(String, Vec<u8>)> = positions
@@ -168,11 +183,6 @@ impl InboxWriter {
             .map(|&i| (batch[i].file_name(), batch[i].to_json_bytes()))
             .collect();
         self.spool.write_batch(Queue::Inbox, &files)?;
-        let ids: Vec<Uuid> = positions.iter().map(|&i| batch[i].id).collect();
-        let now = ledger::unix_now();
-        self.ledger.append(&ids, now)?;
-        self.received.extend(ids.iter().map(|id| (*id, now)));
-        self.counts.add(ids.len(), batch.len() - ids.len());
 
         let hooks_dir = self.spool.hooks_dir();
         let mut found: HashMap<&str, Option<PathBuf>> = HashMap::new();
@@ -186,7 +196,13 @@ impl InboxWriter {
                     .clone()
             })
             .collect();
-        let mut marks = self.mark_hooked(&files, &hooks).into_iter();
+        let mut marks = self.mark_hooked(&files, &hooks)?.into_iter();
+
+        let ids: Vec<Uuid> = positions.iter().map(|&i| batch[i].id).collect();
+        let now = ledger::unix_now();
+        self.ledger.append(&ids, now)?;
+        self.received.extend(ids.iter().map(|id| (*id, now)));
+        self.counts.add(ids.len(), batch.len() - ids.len());
         Ok(positions
             .into_iter()
             .zip(files)
@@ -201,14 +217,14 @@ impl InboxWriter {
             .collect())
     }
 
-    /// Marks the hooks owed, one mark per hooked file. The messages are
-    /// written already; without marks their hooks still run now, they only
-    /// would not be run again after a crash.
+    /// Marks the hooks owed, one mark per hooked file, before the ledger
+    /// knows the messages: a batch whose marks cannot be made is not written
+    /// (it is retried like any other disk failure).
     fn mark_hooked(
         &self,
         files: &[(String, Vec<u8>)],
         hooks: &[Option<PathBuf>],
-    ) -> Vec<Option<Mark>> {
+    ) -> Result<Vec<Option<Mark>>> {
         let hooked: Vec<&str> = files
             .iter()
             .zip(hooks)
@@ -216,17 +232,9 @@ impl InboxWriter {
             .map(|((name, _), _)| name.as_str())
             .collect();
         if hooked.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        match pending::record(&self.spool, &hooked) {
-            Ok(marks) => marks,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot record the hooks owed; they run now but not after a crash: {e:#}"
-                );
-                Vec::new()
-            }
-        }
+        pending::record(&self.spool, &hooked)
     }
 
     /// Queues the acks for the whole batch and the hooks of its new messages.
@@ -325,65 +333,5 @@ impl Counts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::Priority;
-
-    /// A writer thread on `spool` and the acks it sends.
-    fn start(spool: &Spool) -> (InboxInput, mpsc::Receiver<Vec<Uuid>>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(16);
-        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
-        let week = Duration::from_secs(7 * 86_400);
-        let writer =
-            InboxWriter::open(spool.clone(), week, tx, hooks, CancellationToken::new()).unwrap();
-        let (input, gone) = writer.spawn().unwrap();
-        (input, rx, gone)
-    }
-
-    #[tokio::test]
-    async fn a_message_is_written_once_even_after_its_file_is_deleted() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
-
-        let (input, mut acks, gone) = start(&spool);
-        input.deliver(vec![msg.clone(), msg.clone()]).await.unwrap();
-        assert_eq!(acks.recv().await.unwrap(), vec![msg.id, msg.id]);
-        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
-        drop(input);
-        gone.cancelled().await;
-
-        spool.remove(Queue::Inbox, &msg.file_name()).unwrap();
-        let (input, mut acks, _gone) = start(&spool);
-        input.deliver(vec![msg.clone()]).await.unwrap();
-        // Still acked: the hub re-sent it because an earlier ack was lost.
-        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
-        assert!(spool.list(Queue::Inbox).unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_batch_that_cannot_be_written_is_retried_and_acked_only_once_written() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let inbox = spool.dir(Queue::Inbox);
-        // inbox/ replaced by a file: no file can be renamed into it.
-        std::fs::remove_dir(&inbox).unwrap();
-        std::fs::write(&inbox, b"").unwrap();
-        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
-
-        let (input, mut acks, _gone) = start(&spool);
-        input.deliver(vec![msg.clone()]).await.unwrap();
-        // The writer keeps the batch (the next turn waits) and acks nothing.
-        let next = tokio::time::timeout(Duration::from_millis(300), input.turn()).await;
-        assert!(
-            next.is_err(),
-            "the writer let go of a batch it could not write"
-        );
-        assert!(acks.try_recv().is_err());
-
-        std::fs::remove_file(&inbox).unwrap();
-        std::fs::create_dir(&inbox).unwrap();
-        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
-        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
-    }
-}
+#[path = "inbox_tests.rs"]
+mod tests;

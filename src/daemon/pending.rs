@@ -2,9 +2,9 @@
 //! as a hard link to its inbox file in `<base>/.hooks-pending/`, so a hook that
 //! was still queued when the daemon stopped or crashed runs after the restart.
 //!
-//! The link is made once the message is in the ledger and removed just before
-//! its hook starts, so each hook runs at most once and a queued one is not
-//! forgotten. A link costs no data write, and the directory is fsynced once
+//! The link is made after the inbox file and before the ledger entry, and
+//! removed once its hook process has started, so a queued hook is never
+//! forgotten and a started one is not started again. A link costs no data write, and the directory is fsynced once
 //! per batch; it also keeps the message readable for the hook if a program
 //! consumed the inbox file first.
 

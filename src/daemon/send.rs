@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ItemStatus, MAX_BATCH, MAX_BODY_BYTES};
 use crate::client::{ClientError, HubClient};
 use crate::message::{check_size, Draft, Fill, Priority};
-use crate::spool::{Queue, Spool};
+use crate::spool::{read_entry, Entry, Queue, Spool};
 
 /// An unparseable file may still be being written by a careless program;
 /// it goes to failed/ only when it still fails this long after first seen.
@@ -200,11 +200,15 @@ fn scan(spool: &Spool, host: &str, max_bytes: u64) -> Result<Scan> {
             out.more = true;
             break;
         }
-        let bytes = match std::fs::read(spool.path(Queue::Outbox, &name)) {
-            Ok(b) => b,
+        // Whatever the entry is, it is refused on its own and never blocks the others.
+        let bytes = match read_entry(&spool.path(Queue::Outbox, &name), max_bytes) {
+            Entry::Bytes(b) => b,
             // Taken away meanwhile (e.g. `mesync flush`): nothing to send.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).map_err(|e| anyhow::anyhow!("reading outbox/{name}: {e}")),
+            Entry::Gone => continue,
+            Entry::Refused(why) => {
+                out.refused.push((name, why));
+                continue;
+            }
         };
         match prepare(spool, host, max_bytes, &name, &bytes) {
             Ok(r) => {

@@ -129,6 +129,7 @@ async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hu
         dir: cfg.data_dir.clone(),
         retention: cfg.retention,
         dedupe_window: cfg.dedupe_window,
+        repair: cfg.repair,
     };
     let store = FileStore::open(file, metrics.clone()).await?;
     Ok(Arc::new(Hub {

@@ -7,6 +7,7 @@
 //! always in exactly one queue. The locks that keep a second daemon off a
 //! base dir (and a second hub off a data dir) are in [`lock`].
 
+mod entry;
 mod lock;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
+pub use entry::{read_entry, Entry};
 pub use lock::{lock_pid_file, DaemonLock};
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
@@ -208,9 +210,40 @@ impl Spool {
         Ok(())
     }
 
+    /// Removes the temp files a crash left in the hidden temp dir: those of
+    /// processes no longer alive (a `mesync send` running now keeps its own).
+    /// Call it holding the daemon lock. Blocking; returns how many went.
+    pub fn remove_crash_leftovers(&self) -> usize {
+        let dir = self.base.join(TMP_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let writer = name
+                .to_str()
+                .and_then(|n| n.split('.').next()?.parse::<i32>().ok());
+            if writer.is_some_and(lock::alive) {
+                continue;
+            }
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %dir.display(), "removed temp files left by a crash");
+        }
+        removed
+    }
+
     fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let tmp = self.tmp_path(name);
-        create_synced(&tmp, bytes)?;
+        if let Err(e) = create_synced(&tmp, bytes) {
+            // A full disk must not fill the temp dir with halves.
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         Ok(tmp)
     }
 
@@ -307,78 +340,4 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn open_creates_base_0700_and_queues() {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = tmp.path().join("base");
-        let spool = Spool::open(&base).unwrap();
-        let mode = fs::metadata(&base).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        for q in Queue::ALL {
-            assert!(spool.dir(q).is_dir());
-        }
-        assert!(spool.hooks_dir().is_dir());
-    }
-
-    #[test]
-    fn write_leaves_no_temp_file_and_list_skips_hidden() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        spool.write(Queue::Outbox, "b.json", b"{}").unwrap();
-        spool.write(Queue::Outbox, "a.json", b"{}").unwrap();
-        fs::write(spool.path(Queue::Outbox, ".c.json"), b"{").unwrap();
-        fs::write(spool.path(Queue::Outbox, "d.json.tmp"), b"{").unwrap();
-        assert_eq!(spool.list(Queue::Outbox).unwrap(), vec!["a.json", "b.json"]);
-        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn fail_writes_error_sibling_and_remove_drops_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        spool.write(Queue::Outbox, "a.json", b"x").unwrap();
-        spool.fail(Queue::Outbox, "a.json", "type: bad").unwrap();
-        assert!(spool.list(Queue::Outbox).unwrap().is_empty());
-        let err = fs::read_to_string(spool.path(Queue::Failed, "a.json.error")).unwrap();
-        assert!(err.contains("type: bad"));
-        spool.remove(Queue::Failed, "a.json").unwrap();
-        assert_eq!(fs::read_dir(spool.dir(Queue::Failed)).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn a_failed_write_batch_leaves_no_temp_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        fs::remove_dir(spool.dir(Queue::Inbox)).unwrap();
-        let files: Vec<_> = (0..3).map(|i| (format!("{i}.json"), vec![b'1'])).collect();
-        assert!(spool.write_batch(Queue::Inbox, &files).is_err());
-        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn write_batch_makes_all_files_visible() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let files: Vec<_> = (0..5).map(|i| (format!("{i}.json"), vec![b'1'])).collect();
-        spool.write_batch(Queue::Inbox, &files).unwrap();
-        assert_eq!(spool.list(Queue::Inbox).unwrap().len(), 5);
-        let many: Vec<_> = (0..300)
-            .map(|i| (format!("m{i:03}.json"), vec![b'2']))
-            .collect();
-        spool.write_batch(Queue::Inbox, &many).unwrap();
-        assert_eq!(spool.list(Queue::Inbox).unwrap().len(), 305);
-        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
-        let names: Vec<String> = many.iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(
-            spool
-                .archive_batch(Queue::Inbox, &names, Queue::Sent)
-                .unwrap(),
-            300
-        );
-        assert_eq!(spool.list(Queue::Sent).unwrap().len(), 300);
-    }
-}
+mod tests;
