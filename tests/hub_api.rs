@@ -374,7 +374,7 @@ fn every_invalid_fixture_is_rejected_naming_its_field() {
         let error = results[0]["error"].as_str().unwrap();
         let field = match name.as_str() {
             "unknown-field" => "priorty",
-            "not-an-object" => "id",
+            "not-an-object" => "source",
             n if n.starts_with("created-at") => "created_at",
             n => n.split('-').next().unwrap(),
         };

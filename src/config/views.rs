@@ -18,6 +18,12 @@ pub struct HubConfig {
     pub retention: Duration,
     pub dedupe_window: Duration,
     pub max_message_bytes: u64,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_body_memory: usize,
+    pub stall_timeout: Duration,
+    pub allowed_origins: Vec<String>,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -58,6 +64,12 @@ impl Settings {
             retention: self.retention,
             dedupe_window: self.dedupe_window,
             max_message_bytes: self.max_message_bytes,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_body_memory: self.max_body_memory,
+            stall_timeout: self.stall_timeout,
+            allowed_origins: self.allowed_origins.clone(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! recent messages and per-second counts the page starts from.
 
 mod activity;
+mod conn;
 pub mod dashboard;
 pub mod error;
 pub mod metrics;
@@ -39,6 +40,8 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
     limits: Limits,
+    /// The bound on request bodies in memory.
+    bodies: routes::BodyBudget,
     /// Cancelled at shutdown: ends streams and long-polls.
     stop: CancellationToken,
 }
@@ -49,6 +52,8 @@ struct Limits {
     token: Option<String>,
     keepalive: Duration,
     max_message_bytes: u64,
+    /// Web origins besides the hub's own that may call it (lower case).
+    allowed_origins: Vec<String>,
 }
 
 impl Hub {
@@ -87,7 +92,7 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     // Our own token: stopping the hub (also when its store dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
@@ -103,15 +108,19 @@ pub async fn serve(
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
-    let served = axum::serve(listener, router(hub))
-        .with_graceful_shutdown(stop_when(stop.clone(), broken.clone()))
-        .await
-        .context("serving HTTP");
+    let watcher = tokio::spawn(stop_when(stop.clone(), broken.clone()));
+    conn::serve(
+        listener,
+        router(hub),
+        conn_limits(&cfg, open_files),
+        stop.clone(),
+    )
+    .await;
     stop.cancel();
+    let _ = watcher.await;
     let _ = activity.await;
     let store_died = broken.is_cancelled();
     store.close().await;
-    served?;
     if store_died && !shutdown.is_cancelled() {
         anyhow::bail!("the hub's store writer stopped unexpectedly; see the log above");
     }
@@ -138,7 +147,9 @@ async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hu
             token: cfg.token.clone(),
             keepalive: cfg.keepalive,
             max_message_bytes: cfg.max_message_bytes,
+            allowed_origins: cfg.allowed_origins.clone(),
         },
+        bodies: routes::BodyBudget::new(cfg.max_body_memory, cfg.body_timeout),
         stop,
     }))
 }
@@ -152,17 +163,45 @@ async fn stop_when(stop: CancellationToken, broken: CancellationToken) {
     stop.cancel();
 }
 
+/// The connection limits, with `max_connections` kept below the open-files
+/// limit: the hub needs descriptors of its own (segments, the data dir), and
+/// running out of them is what lets a flood of connections stop a server.
+fn conn_limits(cfg: &HubConfig, open_files: u64) -> conn::ConnLimits {
+    let room = usize::try_from(open_files.saturating_sub(FILES_RESERVED)).unwrap_or(usize::MAX);
+    let max_connections = if cfg.max_connections > room {
+        tracing::warn!(
+            max_connections = cfg.max_connections,
+            open_files,
+            "max_connections is above what the open-files limit leaves; using {room}"
+        );
+        room.max(1)
+    } else {
+        cfg.max_connections
+    };
+    conn::ConnLimits {
+        max_connections,
+        header_timeout: cfg.header_timeout,
+        stall_timeout: cfg.stall_timeout,
+    }
+}
+
+/// Descriptors kept for the hub's own files when bounding connections.
+const FILES_RESERVED: u64 = 128;
+
 /// Lets this process hold as many connections as the system allows: every
 /// host keeps a stream open, and the usual soft limit (1024 files) is far
-/// below a fleet of thousands.
-fn raise_open_files_limit() {
+/// below a fleet of thousands. Returns the soft limit in force.
+fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: plain syscalls on a local struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return u64::MAX;
+        }
+        if lim.rlim_cur < lim.rlim_max {
             let soft = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
@@ -171,7 +210,10 @@ fn raise_open_files_limit() {
                     to = lim.rlim_max,
                     "raised the open-files limit"
                 );
+            } else {
+                lim.rlim_cur = soft;
             }
         }
     }
+    lim.rlim_cur
 }

@@ -7,8 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +14,7 @@ use axum::Json;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{body, HostId, Params};
+use super::{HostId, JsonBody, Params};
 use crate::api::{
     AckRequest, AckResponse, HostInfo, HostsResponse, RawPollResponse, RawSequenced,
     DEFAULT_POLL_LIMIT, MAX_POLL_LIMIT, MAX_WAIT_SECS,
@@ -135,10 +133,9 @@ pub fn checked_cursor(hub: &Hub, host: &str, cursor: u64) -> u64 {
 pub async fn ack(
     State(hub): State<Arc<Hub>>,
     HostId(host): HostId,
-    raw: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<AckResponse>, ApiError> {
-    let raw = body(raw)?;
-    let req: AckRequest = serde_json::from_slice(&raw).map_err(|e| {
+    let req: AckRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "request body must be {{\"ids\": [\"<uuid>\", ...]}}: {e}"
         ))

@@ -3,15 +3,16 @@
 //! the middleware for the token and request timing. Handlers live in one
 //! file per resource.
 
+mod body;
 mod hosts;
 mod messages;
 mod ops;
+mod origin;
 mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -26,6 +27,7 @@ use super::error::ApiError;
 use super::Hub;
 use crate::api::MAX_BODY_BYTES;
 use crate::message::validate_host_id;
+pub use body::{BodyBudget, JsonBody};
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
@@ -41,6 +43,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/", get(ops::dashboard))
         .route_layer(middleware::from_fn_with_state(hub.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(
+            hub.clone(),
+            origin::same_origin,
+        ))
         .route_layer(middleware::from_fn_with_state(hub.clone(), time_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -49,7 +55,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see the HTTP API in the README".to_string())
+    ApiError::NotFound("no such endpoint; the endpoints are listed in docs/http-api.md".to_string())
 }
 
 async fn method_not_allowed() -> ApiError {
@@ -72,11 +78,9 @@ async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) ->
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same_secret(t.trim(), expected));
-    let is_stream =
-        path == "/v1/stream" || (path.starts_with("/v1/hosts/") && path.ends_with("/stream"));
-    let from_query = is_stream
+        .and_then(bearer)
+        .is_some_and(|t| same_secret(t, expected));
+    let from_query = is_stream_route(req.method(), path)
         && Query::<TokenParam>::try_from_uri(req.uri())
             .ok()
             .and_then(|q| q.0.token)
@@ -86,6 +90,30 @@ async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) ->
     } else {
         ApiError::Unauthorized.into_response()
     }
+}
+
+/// The credential of an `Authorization: Bearer <token>` value; the scheme
+/// is case-insensitive, as HTTP says.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The stream routes, the only ones that take `?token=` (a browser's
+/// EventSource cannot send headers): `GET /v1/stream` and
+/// `GET /v1/hosts/{host}/stream`. Anywhere else a token in the URL would
+/// end up in proxy logs for no reason.
+fn is_stream_route(method: &Method, path: &str) -> bool {
+    if method != Method::GET {
+        return false;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "v1", "stream"] | ["", "v1", "hosts", _, "stream"]
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -143,24 +171,29 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The request body, or a 413 naming the limit / 400 with a sentence.
-pub fn body(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "request body is over the limit of 16 MiB ({MAX_BODY_BYTES} bytes); send smaller batches"
-            ))
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::same_secret;
+    use super::{bearer, is_stream_route, same_secret};
+    use axum::http::Method;
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn only_stream_routes_take_a_query_token() {
+        assert!(is_stream_route(&Method::GET, "/v1/stream"));
+        assert!(is_stream_route(&Method::GET, "/v1/hosts/web-1/stream"));
+        assert!(!is_stream_route(&Method::DELETE, "/v1/hosts/stream"));
+        assert!(!is_stream_route(&Method::GET, "/v1/hosts/stream"));
+        assert!(!is_stream_route(&Method::DELETE, "/v1/hosts/web-1/stream"));
+        assert!(!is_stream_route(&Method::GET, "/v1/hosts/a/b/stream"));
+    }
 
     #[test]
     fn secrets_match_only_exactly() {
