@@ -203,6 +203,12 @@ table! {
     /// Web origins besides the hub's own whose pages may call the hub, comma-separated (e.g. https://ops.example.com)
     allowed_origins: kinds::Origins, "MESYNC_ALLOWED_ORIGINS",
         default DefaultValue::Unset, flag HUB;
+    /// The hub's credentials file: host, read and admin credentials by digest (mesync token add|list|remove); re-read on change and on SIGHUP
+    tokens_file: kinds::FilePath, "MESYNC_TOKENS_FILE",
+        default DefaultValue::Unset, flag Flag::None;
+    /// How many hosts may register at the hub (beyond: 429)
+    max_hosts: kinds::Count, "MESYNC_MAX_HOSTS",
+        default DefaultValue::Text("10000"), flag HUB;
 }
 
 /// The key called `name`, if there is one.

@@ -24,6 +24,10 @@ pub struct HubConfig {
     pub max_body_memory: usize,
     pub stall_timeout: Duration,
     pub allowed_origins: Vec<String>,
+    pub tokens_file: Option<PathBuf>,
+    pub max_hosts: usize,
+    /// Notified when SIGHUP asks to re-read files (the tokens file).
+    pub reread: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -70,6 +74,9 @@ impl Settings {
             max_body_memory: self.max_body_memory,
             stall_timeout: self.stall_timeout,
             allowed_origins: self.allowed_origins.clone(),
+            tokens_file: self.tokens_file.clone(),
+            max_hosts: self.max_hosts,
+            reread: std::sync::Arc::default(),
         }
     }
 

@@ -13,8 +13,11 @@ pub enum ApiError {
     /// The request itself is wrong (bad JSON, bad host id, bad query).
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or wrong token: send the header Authorization: Bearer <token>")]
+    #[error("missing or unknown credential: send the header Authorization: Bearer <token> (for mesync itself, set token or MESYNC_TOKEN)")]
     Unauthorized,
+    /// Over a count limit such as `max_hosts`; the sentence names it.
+    #[error("{0}")]
+    TooMany(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed on this path")]
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,

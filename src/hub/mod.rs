@@ -9,6 +9,7 @@
 //! recent messages and per-second counts the page starts from.
 
 mod activity;
+mod auth;
 mod conn;
 pub mod dashboard;
 pub mod error;
@@ -40,6 +41,7 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
     limits: Limits,
+    credentials: Arc<auth::Credentials>,
     /// The bound on request bodies in memory.
     bodies: routes::BodyBudget,
     /// Cancelled at shutdown: ends streams and long-polls.
@@ -49,17 +51,39 @@ pub struct Hub {
 /// Limits and timings the handlers need from the cfg.
 #[derive(Debug, Clone)]
 struct Limits {
-    token: Option<String>,
     keepalive: Duration,
     max_message_bytes: u64,
     /// Web origins besides the hub's own that may call it (lower case).
     allowed_origins: Vec<String>,
+    max_hosts: usize,
 }
 
 impl Hub {
-    /// Registers the host if it is not (durably) and notes it as seen.
+    /// Registers the host if it is not (durably) and notes it as seen;
+    /// 429 when `max_hosts` are registered already.
     async fn register(&self, host: &str) -> Result<(), ApiError> {
+        self.room_for(&[host])?;
         Ok(self.store.register(host).await?)
+    }
+
+    /// 429 unless these hosts, those of them not registered yet, fit under
+    /// `max_hosts`: no client can make one broadcast cost millions of queues.
+    fn room_for(&self, hosts: &[&str]) -> Result<(), ApiError> {
+        let new = hosts
+            .iter()
+            .filter(|h| !self.store.is_registered(h))
+            .count();
+        if new == 0 {
+            return Ok(());
+        }
+        let max = self.limits.max_hosts;
+        if self.store.registered_count() + new > max {
+            return Err(ApiError::TooMany(format!(
+                "the hub has its limit of {max} registered hosts (max_hosts); \
+                 delete hosts that are gone or raise max_hosts"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -104,7 +128,12 @@ pub async fn serve(
         hub.metrics.clone(),
         stop.clone(),
     ));
-    if cfg.token.is_none() {
+    let reread = tokio::spawn(
+        hub.credentials
+            .clone()
+            .follow(cfg.reread.clone(), stop.clone()),
+    );
+    if hub.credentials.is_open() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
@@ -119,6 +148,7 @@ pub async fn serve(
     stop.cancel();
     let _ = watcher.await;
     let _ = activity.await;
+    let _ = reread.await;
     let store_died = broken.is_cancelled();
     store.close().await;
     if store_died && !shutdown.is_cancelled() {
@@ -132,6 +162,10 @@ pub async fn serve(
 /// The one place that reads the settings.
 async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hub>> {
     let metrics = Arc::new(Metrics::default());
+    let credentials = Arc::new(auth::Credentials::new(
+        cfg.token.as_deref(),
+        cfg.tokens_file.clone(),
+    )?);
     let file = FileConfig {
         dir: cfg.data_dir.clone(),
         retention: cfg.retention,
@@ -144,11 +178,12 @@ async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hu
         metrics,
         activity: Arc::default(),
         limits: Limits {
-            token: cfg.token.clone(),
             keepalive: cfg.keepalive,
             max_message_bytes: cfg.max_message_bytes,
             allowed_origins: cfg.allowed_origins.clone(),
+            max_hosts: cfg.max_hosts,
         },
+        credentials,
         bodies: routes::BodyBudget::new(cfg.max_body_memory, cfg.body_timeout),
         stop,
     }))

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::JsonBody;
+use super::{Caller, JsonBody};
 use crate::api::{ItemResult, ItemStatus, PostResponse, MAX_BATCH};
 use crate::hub::error::ApiError;
 use crate::hub::metrics::add;
@@ -21,14 +21,18 @@ use crate::hub::store::Incoming;
 use crate::hub::Hub;
 use crate::message::{check_size, now_rfc3339, Draft, MessageError};
 
-pub async fn post(State(hub): State<Arc<Hub>>, body: JsonBody) -> Result<Response, ApiError> {
+pub async fn post(
+    State(hub): State<Arc<Hub>>,
+    Caller(access): Caller,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
     let (items, batch) = split_items(&body.bytes)?;
     let limit = hub.limits.max_message_bytes;
     let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match check_item(item.get(), limit) {
+        match check_item(item.get(), limit, access.only_source()) {
             Ok(incoming) => {
                 slots.push(i);
                 valid.push(incoming);
@@ -39,6 +43,11 @@ pub async fn post(State(hub): State<Arc<Hub>>, body: JsonBody) -> Result<Respons
     }
     let rejected = results.iter().filter(|r| r.is_some()).count();
     add(&hub.metrics.rejected, rejected as u64);
+    // Posting registers each source: all of them must fit under max_hosts.
+    let mut sources: Vec<&str> = valid.iter().map(|m| m.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    hub.room_for(&sources)?;
     let ids: Vec<Uuid> = valid.iter().map(|m| m.id).collect();
     let statuses = if valid.is_empty() {
         Vec::new()
@@ -94,7 +103,9 @@ fn split_items(raw: &[u8]) -> Result<(Vec<&RawValue>, bool), ApiError> {
 }
 
 /// A valid, encoded message, or the `rejected` result that says why not.
-fn check_item(text: &str, limit: u64) -> Result<Incoming, ItemResult> {
+/// With a host credential (`only_source`), the source is that host: filled
+/// in when left out, and any other one is refused.
+fn check_item(text: &str, limit: u64, only_source: Option<&str>) -> Result<Incoming, ItemResult> {
     let rejected = |id: Option<Uuid>, error: String| ItemResult {
         id,
         status: ItemStatus::Rejected,
@@ -112,6 +123,16 @@ fn check_item(text: &str, limit: u64) -> Result<Incoming, ItemResult> {
     // for outbox/ files (priority and payload have defaults already).
     draft.id.get_or_insert_with(|| Uuid::now_v7().to_string());
     draft.created_at.get_or_insert_with(now_rfc3339);
+    if let Some(own) = only_source {
+        let source = draft.source.get_or_insert_with(|| own.to_string());
+        if source != own {
+            let id = draft.id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+            return Err(rejected(
+                id,
+                format!("source {source}: this credential posts only as host {own}"),
+            ));
+        }
+    }
     let id = draft.id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
     let msg = draft
         .complete(None)

@@ -23,6 +23,7 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
+use super::auth::Access;
 use super::error::ApiError;
 use super::Hub;
 use crate::api::MAX_BODY_BYTES;
@@ -42,7 +43,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/", get(ops::dashboard))
-        .route_layer(middleware::from_fn_with_state(hub.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(hub.clone(), authorize))
         .route_layer(middleware::from_fn_with_state(
             hub.clone(),
             origin::same_origin,
@@ -62,33 +63,59 @@ async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Checks the bearer token (when one is set) on everything but `/healthz`
-/// and the dashboard page (`GET /`), which holds no data: it asks for the
-/// token and sends it with each of its own requests. Stream endpoints also
-/// take `?token=`, since a browser's EventSource cannot send headers.
-async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
-    let Some(expected) = hub.limits.token.as_deref() else {
-        return next.run(req).await;
-    };
-    let path = req.uri().path();
+/// Identifies the caller (401 for a missing or unknown credential) and
+/// applies the route policy (403), on everything but `/healthz` and the
+/// dashboard page (`GET /`), which holds no data: it asks for a credential
+/// and sends it with each of its own requests. Stream endpoints also take
+/// `?token=`, since a browser's EventSource cannot send headers. Handlers
+/// find the caller's [`Access`] among the request's extensions.
+async fn authorize(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     if path == "/healthz" || (path == "/" && req.method() == Method::GET) {
         return next.run(req).await;
     }
-    let from_header = req
+    let presented = presented_credential(&req, &path);
+    let access = match hub.credentials.identify(presented.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = access.allows(req.method(), &path) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(access);
+    next.run(req).await
+}
+
+/// The credential a request presents: `Authorization: Bearer`, or on the
+/// stream routes `?token=`.
+fn presented_credential(req: &Request, path: &str) -> Option<String> {
+    let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(bearer)
-        .is_some_and(|t| same_secret(t, expected));
-    let from_query = is_stream_route(req.method(), path)
-        && Query::<TokenParam>::try_from_uri(req.uri())
+        .and_then(bearer);
+    match header {
+        Some(t) => Some(t.to_string()),
+        None if is_stream_route(req.method(), path) => Query::<TokenParam>::try_from_uri(req.uri())
             .ok()
-            .and_then(|q| q.0.token)
-            .is_some_and(|t| same_secret(&t, expected));
-    if from_header || from_query {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+            .and_then(|q| q.0.token),
+        None => None,
+    }
+}
+
+/// The caller's access, as [`authorize`] found it.
+pub struct Caller(pub Access);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Access>()
+            .cloned()
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized)
     }
 }
 
@@ -119,16 +146,6 @@ fn is_stream_route(method: &Method, path: &str) -> bool {
 #[derive(serde::Deserialize)]
 struct TokenParam {
     token: Option<String>,
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a
-/// guessed token was right.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn time_request(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
@@ -173,7 +190,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
 
 #[cfg(test)]
 mod tests {
-    use super::{bearer, is_stream_route, same_secret};
+    use super::{bearer, is_stream_route};
     use axum::http::Method;
 
     #[test]
@@ -193,13 +210,5 @@ mod tests {
         assert!(!is_stream_route(&Method::GET, "/v1/hosts/stream"));
         assert!(!is_stream_route(&Method::DELETE, "/v1/hosts/web-1/stream"));
         assert!(!is_stream_route(&Method::GET, "/v1/hosts/a/b/stream"));
-    }
-
-    #[test]
-    fn secrets_match_only_exactly() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abd", "abc"));
-        assert!(!same_secret("ab", "abc"));
-        assert!(!same_secret("", "abc"));
     }
 }
