@@ -12,7 +12,7 @@ mod lock;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -70,6 +70,7 @@ impl Spool {
             .mode(0o700)
             .create(base)
             .with_context(|| format!("creating base dir {}", base.display()))?;
+        warn_if_readable(base, "base dir");
         let spool = Spool {
             base: base.to_path_buf(),
         };
@@ -307,15 +308,34 @@ const MAX_WRITERS: usize = 4;
 /// returns it open for appending. The caller fsyncs the directory when the
 /// new name itself must survive a crash.
 pub fn create_synced(path: &Path, bytes: &[u8]) -> Result<File> {
+    // 0600 whatever the directory's mode: messages are for this user only.
     let mut file = OpenOptions::new()
         .create_new(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
+}
+
+/// Warns when a directory that already existed lets other local users in:
+/// mesync creates its files 0600, but names (message ids, host ids) still
+/// show, and files put there by hand or by older versions may be readable.
+pub fn warn_if_readable(dir: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the {what} is open to other local users; chmod 700 it"
+            );
+        }
+    }
 }
 
 /// Names mesync treats as messages: `*.json`, not hidden (foreign writers use
