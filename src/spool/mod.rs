@@ -9,6 +9,7 @@
 
 mod entry;
 mod lock;
+mod staged;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 
 pub use entry::{read_entry, Entry};
 pub use lock::{lock_pid_file, DaemonLock};
+pub use staged::Staged;
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
 const TMP_DIR: &str = ".tmp";
@@ -121,7 +123,7 @@ impl Spool {
         // A failed batch leaves no temp file behind: a writer that retries
         // (a full disk) must not fill the temp dir meanwhile.
         let mut staged = Vec::with_capacity(files.len());
-        if let Err(e) = self.stage(files, &mut staged) {
+        if let Err(e) = self.write_synced(files, &|name| self.tmp_path(name), &mut staged) {
             staged.iter().for_each(|tmp| drop(fs::remove_file(tmp)));
             return Err(e);
         }
@@ -239,13 +241,7 @@ impl Spool {
     }
 
     fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-        let tmp = self.tmp_path(name);
-        if let Err(e) = create_synced(&tmp, bytes) {
-            // A full disk must not fill the temp dir with halves.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        Ok(tmp)
+        create_or_clean(self.tmp_path(name), bytes)
     }
 
     /// A fresh name in the temp dir for a file to be called `name`.
@@ -257,15 +253,20 @@ impl Spool {
             .join(format!("{}.{n}.{name}", std::process::id()))
     }
 
-    /// Writes each file into the temp dir, durably, pushing each temp path
-    /// to `staged` in order. A small batch is written on the calling thread;
-    /// a larger one on a few threads, as fsyncs issued together share the
-    /// file system's journal commits.
-    fn stage(&self, files: &[(String, Vec<u8>)], staged: &mut Vec<PathBuf>) -> Result<()> {
+    /// Creates each file at `path_for(name)`, durably, pushing each path to
+    /// `staged` in order. A small batch is written on the calling thread; a
+    /// larger one on a few threads, as fsyncs issued together share the file
+    /// system's journal commits.
+    fn write_synced(
+        &self,
+        files: &[(String, Vec<u8>)],
+        path_for: &(dyn Fn(&str) -> PathBuf + Sync),
+        staged: &mut Vec<PathBuf>,
+    ) -> Result<()> {
         let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
         if writers == 1 {
             for (name, bytes) in files {
-                staged.push(self.write_tmp(name, bytes)?);
+                staged.push(create_or_clean(path_for(name), bytes)?);
             }
             return Ok(());
         }
@@ -276,7 +277,7 @@ impl Spool {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(name, bytes)| self.write_tmp(name, bytes))
+                            .map(|(name, bytes)| create_or_clean(path_for(name), bytes))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -334,6 +335,18 @@ pub fn warn_if_readable(dir: &Path, what: &str) {
                 mode = format!("{mode:o}"),
                 "the {what} is open to other local users; chmod 700 it"
             );
+        }
+    }
+}
+
+/// [`create_synced`], removing what it left if it failed: a full disk must
+/// not fill a directory with halves.
+fn create_or_clean(path: PathBuf, bytes: &[u8]) -> Result<PathBuf> {
+    match create_synced(&path, bytes) {
+        Ok(_) => Ok(path),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            Err(e)
         }
     }
 }
