@@ -26,3 +26,9 @@ bench *ROWS:
 # a fast look: smaller sizes, 3 runs a row, targets not judged
 bench-quick *ROWS:
     cargo bench --bench mesync -- --quick {{ROWS}}
+
+# the chaos run: a hub and three daemons under load, kill -9 of a random one
+# every few seconds, a frozen hub, cut connections; checks every message and
+# hook at the end (RELIABILITY.md). A 30-second run is part of cargo test.
+chaos MINUTES="20":
+    MESYNC_CHAOS_SECONDS=$(( {{MINUTES}} * 60 )) cargo test --release --test chaos -- --nocapture
