@@ -255,11 +255,11 @@ fn prepare(
     })
 }
 
-/// Moves sent files to sent/ (one directory fsync for all) and refused ones to failed/.
+/// Moves sent files to sent/ (an archive: no fsync) and refused ones to failed/.
 fn route(spool: &Spool, to_sent: Vec<String>, to_fail: Vec<(String, String)>) -> Result<()> {
-    // A crash before the move is durable only brings files back to outbox/;
+    // A crash before the move is on disk only brings files back to outbox/;
     // the hub then answers "duplicate" and they move again.
-    let moved = spool.move_batch(Queue::Outbox, &to_sent, Queue::Sent)?;
+    let moved = spool.archive_batch(Queue::Outbox, &to_sent, Queue::Sent)?;
     tracing::debug!(moved, "archived sent files");
     for (name, why) in to_fail {
         tracing::warn!(file = %name, reason = %why, "moved to failed/");

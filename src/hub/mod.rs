@@ -11,6 +11,7 @@
 mod activity;
 pub mod dashboard;
 pub mod error;
+mod http;
 pub mod metrics;
 mod presence;
 mod routes;
@@ -103,15 +104,16 @@ pub async fn serve(
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
-    let served = axum::serve(listener, router(hub))
-        .with_graceful_shutdown(stop_when(stop.clone(), broken.clone()))
-        .await
-        .context("serving HTTP");
+    http::serve(
+        listener,
+        router(hub),
+        stop_when(stop.clone(), broken.clone()),
+    )
+    .await;
     stop.cancel();
     let _ = activity.await;
     let store_died = broken.is_cancelled();
     store.close().await;
-    served?;
     if store_died && !shutdown.is_cancelled() {
         anyhow::bail!("the hub's store writer stopped unexpectedly; see the log above");
     }

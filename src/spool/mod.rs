@@ -115,42 +115,12 @@ impl Spool {
 
     /// Writes several files into `q`: each is complete and durable before any
     /// becomes visible, they appear in the order given, and the directory is
-    /// fsynced once for all of them. Each file still needs its own fsync;
-    /// fsyncs issued together share the file system's journal commits, so a
-    /// large batch stages its temp files on a few threads.
+    /// fsynced once for all of them.
     pub fn write_batch(&self, q: Queue, files: &[(String, Vec<u8>)]) -> Result<()> {
-        let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
-        let chunk = files.len().div_ceil(writers).max(1);
-        let results: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(name, bytes)| self.write_tmp(name, bytes))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| match h.join() {
-                    Ok(part) => part,
-                    Err(_) => vec![Err(anyhow::anyhow!("a file writer thread panicked"))],
-                })
-                .collect()
-        });
         // A failed batch leaves no temp file behind: a writer that retries
         // (a full disk) must not fill the temp dir meanwhile.
         let mut staged = Vec::with_capacity(files.len());
-        let mut failed = None;
-        for r in results {
-            match r {
-                Ok(tmp) => staged.push(tmp),
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        if let Some(e) = failed {
+        if let Err(e) = self.stage(files, &mut staged) {
             staged.iter().for_each(|tmp| drop(fs::remove_file(tmp)));
             return Err(e);
         }
@@ -168,10 +138,13 @@ impl Spool {
         Ok(())
     }
 
-    /// Moves each of `names` from `from/` to `to/`, then fsyncs both
-    /// directories once. Names already gone from `from/` are skipped; returns
-    /// how many moved.
-    pub fn move_batch(&self, from: Queue, names: &[String], to: Queue) -> Result<usize> {
+    /// Moves each of `names` from `from/` to `to/` without waiting for the
+    /// disk: only for archiving what needs no promise (sent/). After a crash
+    /// a file may be back in `from/`; a sent file then goes to the hub again,
+    /// which answers "duplicate" (and receivers' ledgers know its id), so
+    /// nothing is doubled. Names already gone from `from/` are skipped;
+    /// returns how many moved.
+    pub fn archive_batch(&self, from: Queue, names: &[String], to: Queue) -> Result<usize> {
         let mut moved = 0;
         for name in names {
             match fs::rename(self.path(from, name), self.path(to, name)) {
@@ -179,10 +152,6 @@ impl Spool {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("moving {from}/{name} to {to}/")),
             }
-        }
-        if moved > 0 {
-            sync_dir(&self.dir(to))?;
-            sync_dir(&self.dir(from))?;
         }
         Ok(moved)
     }
@@ -269,18 +238,64 @@ impl Spool {
     }
 
     fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .base
-            .join(TMP_DIR)
-            .join(format!("{}.{n}.{name}", std::process::id()));
+        let tmp = self.tmp_path(name);
         if let Err(e) = create_synced(&tmp, bytes) {
             // A full disk must not fill the temp dir with halves.
             let _ = fs::remove_file(&tmp);
             return Err(e);
         }
         Ok(tmp)
+    }
+
+    /// A fresh name in the temp dir for a file to be called `name`.
+    fn tmp_path(&self, name: &str) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.base
+            .join(TMP_DIR)
+            .join(format!("{}.{n}.{name}", std::process::id()))
+    }
+
+    /// Writes each file into the temp dir, durably, pushing each temp path
+    /// to `staged` in order. A small batch is written on the calling thread;
+    /// a larger one on a few threads, as fsyncs issued together share the
+    /// file system's journal commits.
+    fn stage(&self, files: &[(String, Vec<u8>)], staged: &mut Vec<PathBuf>) -> Result<()> {
+        let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
+        if writers == 1 {
+            for (name, bytes) in files {
+                staged.push(self.write_tmp(name, bytes)?);
+            }
+            return Ok(());
+        }
+        let chunk = files.len().div_ceil(writers);
+        let parts: Vec<Vec<Result<PathBuf>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(name, bytes)| self.write_tmp(name, bytes))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(part) => part,
+                    Err(_) => vec![Err(anyhow::anyhow!("a file writer thread panicked"))],
+                })
+                .collect()
+        });
+        let mut failed = None;
+        for r in parts.into_iter().flatten() {
+            match r {
+                Ok(tmp) => staged.push(tmp),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }
 

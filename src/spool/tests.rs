@@ -79,7 +79,9 @@ fn write_batch_makes_all_files_visible() {
     assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
     let names: Vec<String> = many.iter().map(|(n, _)| n.clone()).collect();
     assert_eq!(
-        spool.move_batch(Queue::Inbox, &names, Queue::Sent).unwrap(),
+        spool
+            .archive_batch(Queue::Inbox, &names, Queue::Sent)
+            .unwrap(),
         300
     );
     assert_eq!(spool.list(Queue::Sent).unwrap().len(), 300);
