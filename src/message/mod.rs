@@ -337,4 +337,6 @@ fn validate_name(field: &'static str, s: &str, max: usize) -> Result<(), FieldEr
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

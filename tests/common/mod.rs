@@ -21,8 +21,13 @@ pub const NO_HUB: &str = "http://127.0.0.1:1";
 /// What `mesync serve` and `mesync start --with-hub` print once bound.
 const LISTENING: &str = "hub listening on ";
 
+/// The binary under test; `MESYNC_TEST_BIN` names another copy, so a long
+/// run (the chaos run) is not changed under it by a rebuild.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mesync")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("MESYNC_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mesync").into())
+    })
 }
 
 /// Waits until `cond` holds, panicking with `what` after `timeout`.

@@ -20,6 +20,8 @@ mod open;
 mod plan;
 mod read;
 mod records;
+#[cfg(test)]
+mod records_properties;
 mod segments;
 mod slots;
 #[cfg(test)]
