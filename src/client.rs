@@ -150,6 +150,15 @@ impl HubClient {
         Ok(resp.hosts)
     }
 
+    /// Looks at `host`'s queue as a watcher (registering nothing): whether
+    /// the hub accepts our credential for it (`/healthz` needs none).
+    pub async fn check_access(&self, host: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/hosts/{host}/messages?watch=true&limit=1");
+        let _: serde_json::Value =
+            send(self.request(Method::GET, &path).timeout(self.timeout)).await?;
+        Ok(())
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         send(self.request(Method::GET, "/healthz").timeout(self.timeout)).await
     }
