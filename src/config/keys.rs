@@ -209,6 +209,15 @@ table! {
     /// How many hosts may register at the hub (beyond: 429)
     max_hosts: kinds::Count, "MESYNC_MAX_HOSTS",
         default DefaultValue::Text("10000"), flag HUB;
+    /// The hub's certificate chain (PEM); with tls_key, the hub serves HTTPS
+    tls_cert: kinds::FilePath, "MESYNC_TLS_CERT",
+        default DefaultValue::Unset, flag HUB;
+    /// The private key of tls_cert (PEM)
+    tls_key: kinds::FilePath, "MESYNC_TLS_KEY",
+        default DefaultValue::Unset, flag HUB;
+    /// An extra trusted root (PEM) for an https:// server_url, beside the system's
+    ca_file: kinds::FilePath, "MESYNC_CA_FILE",
+        default DefaultValue::Unset, flag CLIENT;
 }
 
 /// The key called `name`, if there is one.

@@ -28,6 +28,8 @@ pub struct HubConfig {
     pub allowed_origins: Vec<String>,
     pub tokens_file: Option<PathBuf>,
     pub max_hosts: usize,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Notified when SIGHUP asks to re-read files (the tokens file).
     pub reread: std::sync::Arc<tokio::sync::Notify>,
 }
@@ -38,6 +40,8 @@ pub struct ClientConfig {
     pub server_url: String,
     pub token: Option<String>,
     pub http_timeout: Duration,
+    /// An extra trusted root for HTTPS.
+    pub ca_file: Option<PathBuf>,
     /// The hub's keepalive period: a stream silent for much longer is dead.
     pub keepalive: Duration,
 }
@@ -79,6 +83,8 @@ impl Settings {
             allowed_origins: self.allowed_origins.clone(),
             tokens_file: self.tokens_file.clone(),
             max_hosts: self.max_hosts,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             reread: std::sync::Arc::default(),
         }
     }
@@ -88,6 +94,7 @@ impl Settings {
             server_url: self.server_url.clone(),
             token: self.token.clone(),
             http_timeout: self.http_timeout,
+            ca_file: self.ca_file.clone(),
             keepalive: self.keepalive,
         }
     }

@@ -17,6 +17,7 @@ pub mod metrics;
 mod presence;
 mod routes;
 mod store;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -117,6 +118,7 @@ pub async fn serve(
         .local_addr()
         .context("reading the listening address")?;
     let open_files = raise_open_files_limit();
+    let tls = tls::acceptor(&cfg)?;
     // Our own token: stopping the hub (also when its store dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
@@ -136,12 +138,14 @@ pub async fn serve(
     if hub.credentials.is_open() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, data_dir = %cfg.data_dir.display(), "hub listening");
     let watcher = tokio::spawn(stop_when(stop.clone(), broken.clone()));
     conn::serve(
         listener,
         router(hub),
         conn_limits(&cfg, open_files),
+        tls.clone(),
         stop.clone(),
     )
     .await;

@@ -402,7 +402,11 @@ impl Hub {
 
 /// Starts `mesync serve --bind <bind>`; the process and the address it
 /// bound, or its log if it exited first.
-fn spawn_hub(base: &Path, bind: &str, env: &[(&str, &str)]) -> Result<(Proc, SocketAddr), String> {
+pub fn spawn_hub(
+    base: &Path,
+    bind: &str,
+    env: &[(&str, &str)],
+) -> Result<(Proc, SocketAddr), String> {
     let mut cmd = mesync_cmd(base);
     cmd.env("MESYNC_HOST_ID", "hub")
         .args(["serve", "--bind", bind]);
