@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::kinds::StoreKind;
 use super::{Settings, Source};
 
 /// The hub's settings (`mesync serve`, and the hub of `start --with-hub`).
@@ -18,6 +19,8 @@ pub struct HubConfig {
     pub retention: Duration,
     pub dedupe_window: Duration,
     pub max_message_bytes: u64,
+    pub store: StoreKind,
+    pub store_replicas: usize,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -58,6 +61,8 @@ impl Settings {
             retention: self.retention,
             dedupe_window: self.dedupe_window,
             max_message_bytes: self.max_message_bytes,
+            store: self.store.clone(),
+            store_replicas: self.store_replicas,
         }
     }
 
