@@ -99,16 +99,29 @@ impl Cluster {
             sync_always,
             _tmp: tmp,
         };
+        // A JetStream cluster needs its routes configured up front: pick the
+        // route ports now (the system hands out free ones), clients' later.
+        let listeners: Vec<std::net::TcpListener> = (0..size)
+            .filter(|_| size > 1)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
+            .collect();
         for i in 0..size {
             let name = format!("n{}", i + 1);
             let dir = cluster._tmp.path().join(&name);
+            let cluster_port = listeners
+                .get(i)
+                .and_then(|l| l.local_addr().ok())
+                .map_or(0, |a| a.port());
             cluster.nodes.push(Node {
                 proc: None,
                 name,
                 client_port: 0,
-                cluster_port: 0,
+                cluster_port,
                 dir,
             });
+        }
+        drop(listeners);
+        for i in 0..size {
             cluster.run(i);
         }
         cluster
@@ -140,7 +153,7 @@ impl Cluster {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(j, n)| *j != i && n.cluster_port != 0)
+            .filter(|(j, _)| *j != i)
             .map(|(_, n)| format!("nats-route://127.0.0.1:{}", n.cluster_port))
             .collect();
         let node = &self.nodes[i];
