@@ -168,8 +168,10 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
         // Cleared only once the hook runs (or can never run): a crash before
         // this point leaves the mark, and the hook runs after the restart.
         // A hook started is not started again; it outlives a crashed daemon
-        // in its own process group.
-        let _ = tokio::task::spawn_blocking(move || mark.clear()).await;
+        // in its own process group. The unlink is done here, not on the
+        // blocking pool: the hop there could take milliseconds on a busy
+        // machine, and a crash in that window runs the hook a second time.
+        mark.clear();
     }
     let mut child = match spawned {
         Ok(c) => c,
