@@ -268,7 +268,10 @@ fn bad_host_ids_in_paths_are_refused_before_touching_anything() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["hub.lock", "segment-0000000001.jsonl", "store.json"]);
+    assert_eq!(
+        names,
+        ["hub.lock", "segment-0000000001.jsonl", "store.json"]
+    );
 }
 
 #[test]
