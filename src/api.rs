@@ -80,11 +80,13 @@ pub struct RawSequenced<'a> {
     pub message: &'a RawValue,
 }
 
-/// One registered host, as `GET /v1/hosts` shows it.
+/// One host, as `GET /v1/hosts` shows it: registered, or with messages
+/// queued for it that never registered (`registered_at` null: a mistyped
+/// target shows here).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct HostInfo {
     pub id: String,
-    pub registered_at: String,
+    pub registered_at: Option<String>,
     pub last_seen: String,
     pub streams: usize,
     pub pending: usize,

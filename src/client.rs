@@ -154,7 +154,21 @@ impl HubClient {
     /// The caller sets the retry policy; reqwest-eventsource resends the last
     /// seen id as `Last-Event-ID` on every reconnect.
     pub fn stream(&self, host: &str, last_event_id: Option<u64>) -> anyhow::Result<EventSource> {
-        let url = format!("{}/v1/hosts/{host}/stream", self.base);
+        self.open_stream(
+            format!("{}/v1/hosts/{host}/stream", self.base),
+            last_event_id,
+        )
+    }
+
+    /// `host`'s stream as a watcher: it neither registers the host nor acks.
+    pub fn watch(&self, host: &str) -> anyhow::Result<EventSource> {
+        self.open_stream(
+            format!("{}/v1/hosts/{host}/stream?watch=true", self.base),
+            None,
+        )
+    }
+
+    fn open_stream(&self, url: String, last_event_id: Option<u64>) -> anyhow::Result<EventSource> {
         let mut req = self.stream_http.get(url);
         if let Some(t) = &self.token {
             req = req.bearer_auth(t);

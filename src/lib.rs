@@ -17,6 +17,7 @@ pub mod hub;
 pub mod message;
 pub mod sd_notify;
 pub mod spool;
+pub mod tokens;
 
 /// The version reported by `--version` and `/healthz`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -95,9 +95,14 @@ fn targeted_message_waits_for_a_host_that_never_registered() {
     poll(&hub, "bystander", "");
     let m = message("sender", Some("late"), "t");
     send(&hub, &m);
-    // Posting registers the sender; the target is not registered yet.
-    let ids: Vec<Value> = hosts(&hub).iter().map(|h| h["id"].clone()).collect();
-    assert_eq!(ids, [json!("bystander"), json!("sender")]);
+    // Posting registers the sender; the target is not registered yet, but
+    // listed with what waits for it.
+    let listed: Vec<(Value, bool)> = hosts(&hub)
+        .iter()
+        .map(|h| (h["id"].clone(), h["registered_at"].is_null()))
+        .collect();
+    let expected = [("bystander", false), ("late", true), ("sender", false)];
+    assert_eq!(listed, expected.map(|(h, never)| (json!(h), never)));
     assert!(poll(&hub, "bystander", "").is_empty());
     let got = poll(&hub, "late", "");
     assert_eq!(got.len(), 1);
@@ -377,7 +382,7 @@ fn every_invalid_fixture_is_rejected_naming_its_field() {
         let error = results[0]["error"].as_str().unwrap();
         let field = match name.as_str() {
             "unknown-field" => "priorty",
-            "not-an-object" => "id",
+            "not-an-object" => "source",
             n if n.starts_with("created-at") => "created_at",
             n => n.split('-').next().unwrap(),
         };

@@ -24,6 +24,7 @@ mod serve;
 mod signals;
 mod status;
 mod table;
+mod token;
 
 /// Bad usage or bad input: exit code 2, one clear line.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +104,11 @@ pub enum Command {
     /// Follow this host's messages live (nothing is acked)
     #[command(after_help = "Example:\n  mesync watch --host-id machine-2")]
     Watch,
+    /// Manage the hub's credentials in tokens_file (host, read, admin)
+    #[command(
+        after_help = "Examples:\n  MESYNC_TOKENS_FILE=/etc/mesync/tokens.toml mesync token add --host web-1 --label 'web 1'\n  mesync token add --role read\n  mesync token list\n  mesync token remove 3f9a2c1d"
+    )]
+    Token(TokenArgs),
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  mesync completions bash > /usr/share/bash-completion/completions/mesync\n  mesync completions zsh > /usr/local/share/zsh/site-functions/_mesync\n  mesync completions fish > ~/.config/fish/completions/mesync.fish"
@@ -127,6 +133,41 @@ pub struct ServeArgs {
     /// log exactly what is lost (without it the hub refuses to start)
     #[arg(long)]
     pub repair: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    #[command(subcommand)]
+    pub action: TokenAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a credential: print it once, store only its digest
+    Add {
+        /// A host credential for this host id: it posts as that host and reads only its queue
+        #[arg(long, value_name = "HOST", conflicts_with = "role")]
+        host: Option<String>,
+        /// A read credential (every GET, as a watcher) or an admin one (everything)
+        #[arg(long, value_enum)]
+        role: Option<TokenRole>,
+        /// A note for `token list`
+        #[arg(long, default_value = "", value_name = "TEXT")]
+        label: String,
+    },
+    /// List the credentials (never their secrets)
+    List,
+    /// Revoke a credential by the id `token list` shows
+    Remove {
+        #[arg(value_name = "ID")]
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TokenRole {
+    Read,
+    Admin,
 }
 
 #[derive(Debug, Args)]
@@ -259,6 +300,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => status::run(&settings).await,
         Command::Hosts => remote::hosts(&settings).await,
         Command::Watch => remote::watch(&settings).await,
+        Command::Token(a) => token::run(&settings, a),
         Command::Completions(_) | Command::Man => Ok(()),
     }
 }

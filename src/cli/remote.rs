@@ -33,7 +33,7 @@ pub async fn hosts(settings: &Settings) -> anyhow::Result<()> {
         .map(|h| {
             [
                 h.id,
-                h.registered_at,
+                h.registered_at.unwrap_or_else(|| "never".to_string()),
                 h.last_seen,
                 h.streams.to_string(),
                 h.pending.to_string(),
@@ -49,7 +49,7 @@ pub async fn hosts(settings: &Settings) -> anyhow::Result<()> {
 /// acks, so the daemon still receives everything.
 pub async fn watch(settings: &Settings) -> anyhow::Result<()> {
     let client = HubClient::new(&settings.client())?;
-    let mut stream = client.stream(&settings.host_id, None)?;
+    let mut stream = client.watch(&settings.host_id)?;
     stream.set_retry_policy(Box::new(Never));
     eprintln!(
         "watching {} at {} (Ctrl-C to stop)",

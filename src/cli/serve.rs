@@ -24,7 +24,7 @@ pub async fn serve(settings: &Settings, args: ServeArgs, reload: Reload) -> anyh
         repair: args.repair,
         ..settings.hub()
     };
-    let stop = signals::handle(reload)?;
+    let stop = signals::handle(reload.rereading(cfg.reread.clone()))?;
     let (listener, addr) = bind_hub(&cfg)?;
     sd_notify::ready(&format!("hub listening on {addr}"));
     let result = crate::hub::serve(listener, cfg, stop.clone()).await;
@@ -34,9 +34,13 @@ pub async fn serve(settings: &Settings, args: ServeArgs, reload: Reload) -> anyh
 
 /// The daemon tells the service manager itself when it is running.
 pub async fn start(settings: &Settings, args: StartArgs, reload: Reload) -> anyhow::Result<()> {
+    let cfg = settings.hub();
+    let reload = match args.with_hub {
+        true => reload.rereading(cfg.reread.clone()),
+        false => reload,
+    };
     let stop = signals::handle(reload)?;
     let with_hub = if args.with_hub {
-        let cfg = settings.hub();
         let (listener, _) = bind_hub(&cfg)?;
         Some(WithHub { listener, cfg })
     } else {

@@ -3,13 +3,16 @@
 //!
 //! A reload reads the settings again (config.toml and the environment, with
 //! the same command-line flags) and applies those that can change while the
-//! process runs, in [`Reload::apply`]: today the log filter. Settings that
+//! process runs, in [`Reload::apply`]: the log filter, and the hub's tokens file. Settings that
 //! do not parse are refused with one warning and the running ones kept.
 //! A setting that becomes reloadable is one more line in `apply` (and, if
 //! it needs a handle into the running hub or daemon, one more field).
 
+use std::sync::Arc;
+
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::logging::LogFilter;
@@ -20,11 +23,23 @@ use crate::sd_notify;
 pub struct Reload {
     overrides: Overrides,
     log: LogFilter,
+    /// The hub's cue to re-read its tokens file.
+    reread: Option<Arc<Notify>>,
 }
 
 impl Reload {
     pub fn new(overrides: Overrides, log: LogFilter) -> Reload {
-        Reload { overrides, log }
+        Reload {
+            overrides,
+            log,
+            reread: None,
+        }
+    }
+
+    /// Also notify `reread` on SIGHUP (the hub re-reads its tokens file).
+    pub fn rereading(mut self, reread: Arc<Notify>) -> Reload {
+        self.reread = Some(reread);
+        self
     }
 
     /// Reads the settings again and applies what can change at run time.
@@ -45,6 +60,9 @@ impl Reload {
     /// The settings that take effect without a restart.
     fn apply(&self, settings: &Settings) {
         self.log.set(&settings.log_filter);
+        if let Some(reread) = &self.reread {
+            reread.notify_one();
+        }
     }
 }
 

@@ -185,6 +185,30 @@ table! {
     /// How log lines look: text for people, json for log shippers (one object per line)
     log_format: kinds::Format, "MESYNC_LOG_FORMAT",
         default DefaultValue::Text("text"), flag SERVICE;
+    /// How many connections the hub holds open at once (kept below the open-files limit); when full, the oldest connection that has not sent a request yet is closed to make room
+    max_connections: kinds::Count, "MESYNC_MAX_CONNECTIONS",
+        default DefaultValue::Text("10000"), flag HUB;
+    /// How long a client may take to send a request's head; also how long an idle kept-alive connection stays open
+    header_timeout: kinds::Duration, "MESYNC_HEADER_TIMEOUT",
+        default DefaultValue::Text("10"), flag HUB;
+    /// How long a client may take to send a request's body
+    body_timeout: kinds::Duration, "MESYNC_BODY_TIMEOUT",
+        default DefaultValue::Text("30"), flag HUB;
+    /// How many bytes of request bodies the hub holds in memory at once, over all requests (more waits, then gets 503)
+    max_body_memory: kinds::Count, "MESYNC_MAX_BODY_MEMORY",
+        default DefaultValue::Text("67108864"), flag HUB;
+    /// How long a client may leave unread what the hub sends before the hub closes the connection (a daemon resumes where it was)
+    stall_timeout: kinds::Duration, "MESYNC_STALL_TIMEOUT",
+        default DefaultValue::Text("60"), flag HUB;
+    /// Web origins besides the hub's own whose pages may call the hub, comma-separated (e.g. https://ops.example.com)
+    allowed_origins: kinds::Origins, "MESYNC_ALLOWED_ORIGINS",
+        default DefaultValue::Unset, flag HUB;
+    /// The hub's credentials file: host, read and admin credentials by digest (mesync token add|list|remove); re-read on change and on SIGHUP
+    tokens_file: kinds::FilePath, "MESYNC_TOKENS_FILE",
+        default DefaultValue::Unset, flag Flag::None;
+    /// How many hosts may register at the hub (beyond: 429)
+    max_hosts: kinds::Count, "MESYNC_MAX_HOSTS",
+        default DefaultValue::Text("10000"), flag HUB;
 }
 
 /// The key called `name`, if there is one.

@@ -220,6 +220,28 @@ impl Kind for MessageBytes {
     }
 }
 
+/// Web origins (`scheme://host[:port]`), comma-separated; empty means none.
+pub struct Origins;
+
+impl Kind for Origins {
+    type Value = Vec<String>;
+    const EXPECTED: &'static str =
+        "web origins such as https://ops.example.com, separated by commas";
+    const VALUE_NAME: &'static str = "ORIGINS";
+    const TOML: Toml = Toml::String;
+    fn parse(text: &str) -> Option<Vec<String>> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|o| !o.is_empty())
+            .map(|o| {
+                let url = reqwest::Url::parse(o).ok()?;
+                let plain = url.path() == "/" && url.query().is_none() && !o.ends_with('/');
+                (plain && url.host().is_some()).then(|| o.to_ascii_lowercase())
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

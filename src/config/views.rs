@@ -20,6 +20,16 @@ pub struct HubConfig {
     pub max_message_bytes: u64,
     /// `serve --repair`: start despite a missing or damaged segment.
     pub repair: bool,
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    pub max_body_memory: usize,
+    pub stall_timeout: Duration,
+    pub allowed_origins: Vec<String>,
+    pub tokens_file: Option<PathBuf>,
+    pub max_hosts: usize,
+    /// Notified when SIGHUP asks to re-read files (the tokens file).
+    pub reread: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -61,6 +71,15 @@ impl Settings {
             dedupe_window: self.dedupe_window,
             max_message_bytes: self.max_message_bytes,
             repair: false,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+            max_body_memory: self.max_body_memory,
+            stall_timeout: self.stall_timeout,
+            allowed_origins: self.allowed_origins.clone(),
+            tokens_file: self.tokens_file.clone(),
+            max_hosts: self.max_hosts,
+            reread: std::sync::Arc::default(),
         }
     }
 

@@ -13,15 +13,27 @@ pub enum ApiError {
     /// The request itself is wrong (bad JSON, bad host id, bad query).
     #[error("{0}")]
     BadRequest(String),
-    #[error("missing or wrong token: send the header Authorization: Bearer <token>")]
+    #[error("missing or unknown credential: send the header Authorization: Bearer <token> (for mesync itself, set token or MESYNC_TOKEN)")]
     Unauthorized,
+    /// Over a count limit such as `max_hosts`; the sentence names it.
+    #[error("{0}")]
+    TooMany(String),
     #[error("{0}")]
     NotFound(String),
     #[error("method not allowed on this path")]
     MethodNotAllowed,
+    /// The credential or the page's origin may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// Over a size or count limit; the sentence names the limit.
     #[error("{0}")]
     TooLarge(String),
+    /// The body is not declared as JSON.
+    #[error("{0}")]
+    UnsupportedType(String),
+    /// The client was too slow sending its request.
+    #[error("{0}")]
+    Timeout(String),
     /// The hub cannot take the request now (store failure, shutting down);
     /// clients treat it as transient and retry.
     #[error("{0}")]
@@ -35,7 +47,11 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }

@@ -9,9 +9,10 @@
 //! recent messages and per-second counts the page starts from.
 
 mod activity;
+mod auth;
+mod conn;
 pub mod dashboard;
 pub mod error;
-mod http;
 pub mod metrics;
 mod presence;
 mod routes;
@@ -40,6 +41,9 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     activity: Arc<Activity>,
     limits: Limits,
+    credentials: Arc<auth::Credentials>,
+    /// The bound on request bodies in memory.
+    bodies: routes::BodyBudget,
     /// Cancelled at shutdown: ends streams and long-polls.
     stop: CancellationToken,
 }
@@ -47,15 +51,39 @@ pub struct Hub {
 /// Limits and timings the handlers need from the cfg.
 #[derive(Debug, Clone)]
 struct Limits {
-    token: Option<String>,
     keepalive: Duration,
     max_message_bytes: u64,
+    /// Web origins besides the hub's own that may call it (lower case).
+    allowed_origins: Vec<String>,
+    max_hosts: usize,
 }
 
 impl Hub {
-    /// Registers the host if it is not (durably) and notes it as seen.
+    /// Registers the host if it is not (durably) and notes it as seen;
+    /// 429 when `max_hosts` are registered already.
     async fn register(&self, host: &str) -> Result<(), ApiError> {
+        self.room_for(&[host])?;
         Ok(self.store.register(host).await?)
+    }
+
+    /// 429 unless these hosts, those of them not registered yet, fit under
+    /// `max_hosts`: no client can make one broadcast cost millions of queues.
+    fn room_for(&self, hosts: &[&str]) -> Result<(), ApiError> {
+        let new = hosts
+            .iter()
+            .filter(|h| !self.store.is_registered(h))
+            .count();
+        if new == 0 {
+            return Ok(());
+        }
+        let max = self.limits.max_hosts;
+        if self.store.registered_count() + new > max {
+            return Err(ApiError::TooMany(format!(
+                "the hub has its limit of {max} registered hosts (max_hosts); \
+                 delete hosts that are gone or raise max_hosts"
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -88,7 +116,7 @@ pub async fn serve(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     // Our own token: stopping the hub (also when its store dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
@@ -100,18 +128,27 @@ pub async fn serve(
         hub.metrics.clone(),
         stop.clone(),
     ));
-    if cfg.token.is_none() {
+    let reread = tokio::spawn(
+        hub.credentials
+            .clone()
+            .follow(cfg.reread.clone(), stop.clone()),
+    );
+    if hub.credentials.is_open() {
         tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
     }
     tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "hub listening");
-    http::serve(
+    let watcher = tokio::spawn(stop_when(stop.clone(), broken.clone()));
+    conn::serve(
         listener,
         router(hub),
-        stop_when(stop.clone(), broken.clone()),
+        conn_limits(&cfg, open_files),
+        stop.clone(),
     )
     .await;
     stop.cancel();
+    let _ = watcher.await;
     let _ = activity.await;
+    let _ = reread.await;
     let store_died = broken.is_cancelled();
     store.close().await;
     if store_died && !shutdown.is_cancelled() {
@@ -125,6 +162,10 @@ pub async fn serve(
 /// The one place that reads the settings.
 async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hub>> {
     let metrics = Arc::new(Metrics::default());
+    let credentials = Arc::new(auth::Credentials::new(
+        cfg.token.as_deref(),
+        cfg.tokens_file.clone(),
+    )?);
     let file = FileConfig {
         dir: cfg.data_dir.clone(),
         retention: cfg.retention,
@@ -138,10 +179,13 @@ async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hu
         metrics,
         activity: Arc::default(),
         limits: Limits {
-            token: cfg.token.clone(),
             keepalive: cfg.keepalive,
             max_message_bytes: cfg.max_message_bytes,
+            allowed_origins: cfg.allowed_origins.clone(),
+            max_hosts: cfg.max_hosts,
         },
+        credentials,
+        bodies: routes::BodyBudget::new(cfg.max_body_memory, cfg.body_timeout),
         stop,
     }))
 }
@@ -155,17 +199,45 @@ async fn stop_when(stop: CancellationToken, broken: CancellationToken) {
     stop.cancel();
 }
 
+/// The connection limits, with `max_connections` kept below the open-files
+/// limit: the hub needs descriptors of its own (segments, the data dir), and
+/// running out of them is what lets a flood of connections stop a server.
+fn conn_limits(cfg: &HubConfig, open_files: u64) -> conn::ConnLimits {
+    let room = usize::try_from(open_files.saturating_sub(FILES_RESERVED)).unwrap_or(usize::MAX);
+    let max_connections = if cfg.max_connections > room {
+        tracing::warn!(
+            max_connections = cfg.max_connections,
+            open_files,
+            "max_connections is above what the open-files limit leaves; using {room}"
+        );
+        room.max(1)
+    } else {
+        cfg.max_connections
+    };
+    conn::ConnLimits {
+        max_connections,
+        header_timeout: cfg.header_timeout,
+        stall_timeout: cfg.stall_timeout,
+    }
+}
+
+/// Descriptors kept for the hub's own files when bounding connections.
+const FILES_RESERVED: u64 = 128;
+
 /// Lets this process hold as many connections as the system allows: every
 /// host keeps a stream open, and the usual soft limit (1024 files) is far
-/// below a fleet of thousands.
-fn raise_open_files_limit() {
+/// below a fleet of thousands. Returns the soft limit in force.
+fn raise_open_files_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: plain syscalls on a local struct.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return u64::MAX;
+        }
+        if lim.rlim_cur < lim.rlim_max {
             let soft = lim.rlim_cur;
             lim.rlim_cur = lim.rlim_max;
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
@@ -174,7 +246,10 @@ fn raise_open_files_limit() {
                     to = lim.rlim_max,
                     "raised the open-files limit"
                 );
+            } else {
+                lim.rlim_cur = soft;
             }
         }
     }
+    lim.rlim_cur
 }

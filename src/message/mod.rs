@@ -324,14 +324,18 @@ pub fn validate_host_id(field: &'static str, s: &str) -> Result<(), FieldError> 
 }
 
 fn validate_name(field: &'static str, s: &str, max: usize) -> Result<(), FieldError> {
-    let rule =
-        format!("must be 1-{max} characters of A-Z a-z 0-9 . _ - starting with a letter or digit");
-    let first_ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let all_ok = s
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-    if s.is_empty() || s.len() > max || !first_ok || !all_ok {
-        return Err(FieldError::new(field, format!("{s:?} {rule}")));
+    let bytes = s.as_bytes();
+    let first_ok = bytes.first().is_some_and(u8::is_ascii_alphanumeric);
+    let all_ok = bytes
+        .iter()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if s.len() > max || !first_ok || !all_ok {
+        // The text is built only for a name that fails: this runs for every
+        // message the hub takes.
+        return Err(FieldError::new(
+            field,
+            format!("{s:?} must be 1-{max} characters of A-Z a-z 0-9 . _ - starting with a letter or digit"),
+        ));
     }
     Ok(())
 }

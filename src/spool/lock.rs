@@ -9,6 +9,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -98,6 +99,7 @@ pub fn lock_pid_file(path: &Path, held: impl FnOnce(&str) -> String) -> Result<F
         .write(true)
         .create(true)
         .truncate(false)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     if !flock_unless_alive(&file, path) {

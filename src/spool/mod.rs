@@ -9,10 +9,11 @@
 
 mod entry;
 mod lock;
+mod staged;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -20,6 +21,7 @@ use anyhow::{Context, Result};
 
 pub use entry::{read_entry, Entry};
 pub use lock::{lock_pid_file, DaemonLock};
+pub use staged::Staged;
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
 const TMP_DIR: &str = ".tmp";
@@ -70,6 +72,7 @@ impl Spool {
             .mode(0o700)
             .create(base)
             .with_context(|| format!("creating base dir {}", base.display()))?;
+        warn_if_readable(base, "base dir");
         let spool = Spool {
             base: base.to_path_buf(),
         };
@@ -120,7 +123,7 @@ impl Spool {
         // A failed batch leaves no temp file behind: a writer that retries
         // (a full disk) must not fill the temp dir meanwhile.
         let mut staged = Vec::with_capacity(files.len());
-        if let Err(e) = self.stage(files, &mut staged) {
+        if let Err(e) = self.write_synced(files, &|name| self.tmp_path(name), &mut staged) {
             staged.iter().for_each(|tmp| drop(fs::remove_file(tmp)));
             return Err(e);
         }
@@ -238,13 +241,7 @@ impl Spool {
     }
 
     fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
-        let tmp = self.tmp_path(name);
-        if let Err(e) = create_synced(&tmp, bytes) {
-            // A full disk must not fill the temp dir with halves.
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        Ok(tmp)
+        create_or_clean(self.tmp_path(name), bytes)
     }
 
     /// A fresh name in the temp dir for a file to be called `name`.
@@ -256,15 +253,20 @@ impl Spool {
             .join(format!("{}.{n}.{name}", std::process::id()))
     }
 
-    /// Writes each file into the temp dir, durably, pushing each temp path
-    /// to `staged` in order. A small batch is written on the calling thread;
-    /// a larger one on a few threads, as fsyncs issued together share the
-    /// file system's journal commits.
-    fn stage(&self, files: &[(String, Vec<u8>)], staged: &mut Vec<PathBuf>) -> Result<()> {
+    /// Creates each file at `path_for(name)`, durably, pushing each path to
+    /// `staged` in order. A small batch is written on the calling thread; a
+    /// larger one on a few threads, as fsyncs issued together share the file
+    /// system's journal commits.
+    fn write_synced(
+        &self,
+        files: &[(String, Vec<u8>)],
+        path_for: &(dyn Fn(&str) -> PathBuf + Sync),
+        staged: &mut Vec<PathBuf>,
+    ) -> Result<()> {
         let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
         if writers == 1 {
             for (name, bytes) in files {
-                staged.push(self.write_tmp(name, bytes)?);
+                staged.push(create_or_clean(path_for(name), bytes)?);
             }
             return Ok(());
         }
@@ -275,7 +277,7 @@ impl Spool {
                 .map(|part| {
                     scope.spawn(move || {
                         part.iter()
-                            .map(|(name, bytes)| self.write_tmp(name, bytes))
+                            .map(|(name, bytes)| create_or_clean(path_for(name), bytes))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -307,15 +309,46 @@ const MAX_WRITERS: usize = 4;
 /// returns it open for appending. The caller fsyncs the directory when the
 /// new name itself must survive a crash.
 pub fn create_synced(path: &Path, bytes: &[u8]) -> Result<File> {
+    // 0600 whatever the directory's mode: messages are for this user only.
     let mut file = OpenOptions::new()
         .create_new(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
+}
+
+/// Warns when a directory that already existed lets other local users in:
+/// mesync creates its files 0600, but names (message ids, host ids) still
+/// show, and files put there by hand or by older versions may be readable.
+pub fn warn_if_readable(dir: &Path, what: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the {what} is open to other local users; chmod 700 it"
+            );
+        }
+    }
+}
+
+/// [`create_synced`], removing what it left if it failed: a full disk must
+/// not fill a directory with halves.
+fn create_or_clean(path: PathBuf, bytes: &[u8]) -> Result<PathBuf> {
+    match create_synced(&path, bytes) {
+        Ok(_) => Ok(path),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
+    }
 }
 
 /// Names mesync treats as messages: `*.json`, not hidden (foreign writers use

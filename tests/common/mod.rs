@@ -356,8 +356,10 @@ impl Hub {
         self.with_token(self.http().get(format!("{}{path}", self.url)))
     }
 
+    /// A POST declared as JSON, as the hub requires.
     pub fn post(&self, path: &str) -> reqwest::blocking::RequestBuilder {
-        self.with_token(self.http().post(format!("{}{path}", self.url)))
+        let req = self.http().post(format!("{}{path}", self.url));
+        self.with_token(req.header("content-type", "application/json"))
     }
 
     pub fn delete(&self, path: &str) -> reqwest::blocking::RequestBuilder {

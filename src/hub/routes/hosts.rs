@@ -7,8 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -16,7 +14,7 @@ use axum::Json;
 use jiff::Timestamp;
 use serde::Deserialize;
 
-use super::{body, HostId, Params};
+use super::{Caller, HostId, JsonBody, Params};
 use crate::api::{
     AckRequest, AckResponse, HostInfo, HostsResponse, RawPollResponse, RawSequenced,
     DEFAULT_POLL_LIMIT, MAX_POLL_LIMIT, MAX_WAIT_SECS,
@@ -25,7 +23,7 @@ use crate::hub::error::ApiError;
 use crate::hub::store::{Delivery, Woken};
 use crate::hub::Hub;
 
-/// Registered hosts, with this hub's open streams.
+/// Registered hosts and hosts with messages queued, with this hub's open streams.
 pub async fn list(State(hub): State<Arc<Hub>>) -> Result<Json<HostsResponse>, ApiError> {
     let now = Timestamp::now();
     let hosts = hub
@@ -34,16 +32,19 @@ pub async fn list(State(hub): State<Arc<Hub>>) -> Result<Json<HostsResponse>, Ap
         .await?
         .into_iter()
         .filter_map(|h| {
-            let registered_at = h.registered_at?;
+            if h.registered_at.is_none() && h.pending == 0 {
+                return None;
+            }
             let streams = hub.presence.streams(&h.id);
-            let last_seen = match streams {
-                0 => h.last_seen.unwrap_or(registered_at).max(registered_at),
-                _ => now,
+            let last_seen = match (streams, h.registered_at) {
+                (0, Some(reg)) => h.last_seen.unwrap_or(reg).max(reg).to_string(),
+                (0, None) => h.last_seen.map(|t| t.to_string()).unwrap_or_default(),
+                _ => now.to_string(),
             };
             Some(HostInfo {
                 id: h.id,
-                registered_at: registered_at.to_string(),
-                last_seen: last_seen.to_string(),
+                registered_at: h.registered_at.map(|t| t.to_string()),
+                last_seen,
                 streams,
                 pending: h.pending,
             })
@@ -70,21 +71,28 @@ pub struct PollParams {
     after: Option<u64>,
     limit: Option<usize>,
     wait: Option<u64>,
+    /// Look without registering the host.
+    watch: Option<bool>,
 }
 
 /// Unacked messages after `after`; waits up to `wait` seconds for one if
-/// there are none yet. Registers the host.
+/// there are none yet. Registers the host, unless watching (`?watch=true`
+/// or a read credential).
 pub async fn poll(
     State(hub): State<Arc<Hub>>,
+    Caller(access): Caller,
     HostId(host): HostId,
     Params(p): Params<PollParams>,
 ) -> Result<Response, ApiError> {
+    let registers = access.registers() && !p.watch.unwrap_or(false);
     let limit = p
         .limit
         .unwrap_or(DEFAULT_POLL_LIMIT)
         .clamp(1, MAX_POLL_LIMIT);
     let wait = Duration::from_secs(p.wait.unwrap_or(0).min(MAX_WAIT_SECS));
-    hub.register(&host).await?;
+    if registers {
+        hub.register(&host).await?;
+    }
     // Subscribe before reading, so a message queued in between wakes us.
     let mut wake = hub.store.watch(&host);
     let after = checked_cursor(&hub, &host, p.after.unwrap_or(0));
@@ -100,7 +108,9 @@ pub async fn poll(
             () = hub.stop.cancelled() => break found,
         }
     };
-    hub.store.seen(&host);
+    if registers {
+        hub.store.seen(&host);
+    }
     hub.metrics
         .delivered
         .fetch_add(found.len() as u64, Ordering::Relaxed);
@@ -135,10 +145,9 @@ pub fn checked_cursor(hub: &Hub, host: &str, cursor: u64) -> u64 {
 pub async fn ack(
     State(hub): State<Arc<Hub>>,
     HostId(host): HostId,
-    raw: Result<Bytes, BytesRejection>,
+    body: JsonBody,
 ) -> Result<Json<AckResponse>, ApiError> {
-    let raw = body(raw)?;
-    let req: AckRequest = serde_json::from_slice(&raw).map_err(|e| {
+    let req: AckRequest = serde_json::from_slice(&body.bytes).map_err(|e| {
         ApiError::BadRequest(format!(
             "request body must be {{\"ids\": [\"<uuid>\", ...]}}: {e}"
         ))

@@ -5,34 +5,34 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::body;
+use super::{Caller, JsonBody};
 use crate::api::{ItemResult, ItemStatus, PostResponse, MAX_BATCH};
 use crate::hub::error::ApiError;
 use crate::hub::metrics::add;
 use crate::hub::store::Incoming;
 use crate::hub::Hub;
-use crate::message::{check_size, Draft, MessageError};
+use crate::message::{check_size, now_rfc3339, Draft, MessageError};
 
 pub async fn post(
     State(hub): State<Arc<Hub>>,
-    raw: Result<Bytes, BytesRejection>,
-) -> Result<Json<PostResponse>, ApiError> {
-    let raw = body(raw)?;
-    let items = split_items(&raw)?;
+    Caller(access): Caller,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let (items, batch) = split_items(&body.bytes)?;
     let limit = hub.limits.max_message_bytes;
     let mut results: Vec<Option<ItemResult>> = Vec::with_capacity(items.len());
     let mut valid = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match check_item(item.get(), limit) {
+        match check_item(item.get(), limit, access.only_source()) {
             Ok(incoming) => {
                 slots.push(i);
                 valid.push(incoming);
@@ -43,6 +43,11 @@ pub async fn post(
     }
     let rejected = results.iter().filter(|r| r.is_some()).count();
     add(&hub.metrics.rejected, rejected as u64);
+    // Posting registers each source: all of them must fit under max_hosts.
+    let mut sources: Vec<&str> = valid.iter().map(|m| m.source.as_str()).collect();
+    sources.sort_unstable();
+    sources.dedup();
+    hub.room_for(&sources)?;
     let ids: Vec<Uuid> = valid.iter().map(|m| m.id).collect();
     let statuses = if valid.is_empty() {
         Vec::new()
@@ -62,20 +67,28 @@ pub async fn post(
             error: None,
         });
     }
-    Ok(Json(PostResponse {
-        results: results.into_iter().flatten().collect(),
-    }))
+    let results: Vec<ItemResult> = results.into_iter().flatten().collect();
+    // A lone message that was refused fails the request, so `curl -f`
+    // notices; a batch always answers 200 with one result per item.
+    let status = match results.first() {
+        Some(r) if !batch && r.status == ItemStatus::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+        _ => StatusCode::OK,
+    };
+    Ok((status, Json(PostResponse { results })).into_response())
 }
 
-/// The items of the body: the elements of an array, or the one value.
-fn split_items(raw: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
+/// The items of the body: the elements of an array, or the one value; and
+/// whether it was an array. Each item is only checked to be JSON here, never
+/// built as a tree, so an oversized item costs no more than its bytes.
+fn split_items(raw: &[u8]) -> Result<(Vec<&RawValue>, bool), ApiError> {
     let not_json = |e: serde_json::Error| {
         ApiError::BadRequest(format!(
             "request body is not valid JSON ({e}); send a message object or an array of them"
         ))
     };
     let first = raw.iter().find(|b| !b.is_ascii_whitespace());
-    let items = if first == Some(&b'[') {
+    let batch = first == Some(&b'[');
+    let items = if batch {
         serde_json::from_slice::<Vec<&RawValue>>(raw).map_err(not_json)?
     } else {
         vec![serde_json::from_slice::<&RawValue>(raw).map_err(not_json)?]
@@ -86,11 +99,13 @@ fn split_items(raw: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
             items.len()
         )));
     }
-    Ok(items)
+    Ok((items, batch))
 }
 
 /// A valid, encoded message, or the `rejected` result that says why not.
-fn check_item(text: &str, limit: u64) -> Result<Incoming, ItemResult> {
+/// With a host credential (`only_source`), the source is that host: filled
+/// in when left out, and any other one is refused.
+fn check_item(text: &str, limit: u64, only_source: Option<&str>) -> Result<Incoming, ItemResult> {
     let rejected = |id: Option<Uuid>, error: String| ItemResult {
         id,
         status: ItemStatus::Rejected,
@@ -99,8 +114,25 @@ fn check_item(text: &str, limit: u64) -> Result<Incoming, ItemResult> {
     if !text.starts_with('{') {
         return Err(rejected(None, "message: must be a JSON object".to_string()));
     }
-    let draft: Draft = serde_json::from_str(text)
+    // Measured as sent, before parsing: a huge item is refused for the
+    // price of its length.
+    check_size(text.len(), limit).map_err(|e| rejected(None, e.to_string()))?;
+    let mut draft: Draft = serde_json::from_str(text)
         .map_err(|e| rejected(loose_id(text), MessageError::Shape(e).to_string()))?;
+    // What a hand-written message leaves out, as the daemon fills it in
+    // for outbox/ files (priority and payload have defaults already).
+    draft.id.get_or_insert_with(|| Uuid::now_v7().to_string());
+    draft.created_at.get_or_insert_with(now_rfc3339);
+    if let Some(own) = only_source {
+        let source = draft.source.get_or_insert_with(|| own.to_string());
+        if source != own {
+            let id = draft.id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
+            return Err(rejected(
+                id,
+                format!("source {source}: this credential posts only as host {own}"),
+            ));
+        }
+    }
     let id = draft.id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
     let msg = draft
         .complete(None)

@@ -3,15 +3,16 @@
 //! the middleware for the token and request timing. Handlers live in one
 //! file per resource.
 
+mod body;
 mod hosts;
 mod messages;
 mod ops;
+mod origin;
 mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -22,10 +23,12 @@ use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::de::DeserializeOwned;
 
+use super::auth::Access;
 use super::error::ApiError;
 use super::Hub;
 use crate::api::MAX_BODY_BYTES;
 use crate::message::validate_host_id;
+pub use body::{BodyBudget, JsonBody};
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
@@ -40,7 +43,11 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))
         .route("/", get(ops::dashboard))
-        .route_layer(middleware::from_fn_with_state(hub.clone(), require_token))
+        .route_layer(middleware::from_fn_with_state(hub.clone(), authorize))
+        .route_layer(middleware::from_fn_with_state(
+            hub.clone(),
+            origin::same_origin,
+        ))
         .route_layer(middleware::from_fn_with_state(hub.clone(), time_request))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -49,58 +56,96 @@ pub fn router(hub: Arc<Hub>) -> Router {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound("no such endpoint; see the HTTP API in the README".to_string())
+    ApiError::NotFound("no such endpoint; the endpoints are listed in docs/http-api.md".to_string())
 }
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// Checks the bearer token (when one is set) on everything but `/healthz`
-/// and the dashboard page (`GET /`), which holds no data: it asks for the
-/// token and sends it with each of its own requests. Stream endpoints also
-/// take `?token=`, since a browser's EventSource cannot send headers.
-async fn require_token(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
-    let Some(expected) = hub.limits.token.as_deref() else {
-        return next.run(req).await;
-    };
-    let path = req.uri().path();
+/// Identifies the caller (401 for a missing or unknown credential) and
+/// applies the route policy (403), on everything but `/healthz` and the
+/// dashboard page (`GET /`), which holds no data: it asks for a credential
+/// and sends it with each of its own requests. Stream endpoints also take
+/// `?token=`, since a browser's EventSource cannot send headers. Handlers
+/// find the caller's [`Access`] among the request's extensions.
+async fn authorize(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
     if path == "/healthz" || (path == "/" && req.method() == Method::GET) {
         return next.run(req).await;
     }
-    let from_header = req
+    let presented = presented_credential(&req, &path);
+    let access = match hub.credentials.identify(presented.as_deref()) {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    if let Err(e) = access.allows(req.method(), &path) {
+        return e.into_response();
+    }
+    req.extensions_mut().insert(access);
+    next.run(req).await
+}
+
+/// The credential a request presents: `Authorization: Bearer`, or on the
+/// stream routes `?token=`.
+fn presented_credential(req: &Request, path: &str) -> Option<String> {
+    let header = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| same_secret(t.trim(), expected));
-    let is_stream =
-        path == "/v1/stream" || (path.starts_with("/v1/hosts/") && path.ends_with("/stream"));
-    let from_query = is_stream
-        && Query::<TokenParam>::try_from_uri(req.uri())
+        .and_then(bearer);
+    match header {
+        Some(t) => Some(t.to_string()),
+        None if is_stream_route(req.method(), path) => Query::<TokenParam>::try_from_uri(req.uri())
             .ok()
-            .and_then(|q| q.0.token)
-            .is_some_and(|t| same_secret(&t, expected));
-    if from_header || from_query {
-        next.run(req).await
-    } else {
-        ApiError::Unauthorized.into_response()
+            .and_then(|q| q.0.token),
+        None => None,
     }
+}
+
+/// The caller's access, as [`authorize`] found it.
+pub struct Caller(pub Access);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<Access>()
+            .cloned()
+            .map(Caller)
+            .ok_or(ApiError::Unauthorized)
+    }
+}
+
+/// The credential of an `Authorization: Bearer <token>` value; the scheme
+/// is case-insensitive, as HTTP says.
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// The stream routes, the only ones that take `?token=` (a browser's
+/// EventSource cannot send headers): `GET /v1/stream` and
+/// `GET /v1/hosts/{host}/stream`. Anywhere else a token in the URL would
+/// end up in proxy logs for no reason.
+fn is_stream_route(method: &Method, path: &str) -> bool {
+    if method != Method::GET {
+        return false;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    matches!(
+        parts.as_slice(),
+        ["", "v1", "stream"] | ["", "v1", "hosts", _, "stream"]
+    )
 }
 
 #[derive(serde::Deserialize)]
 struct TokenParam {
     token: Option<String>,
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a
-/// guessed token was right.
-fn same_secret(given: &str, expected: &str) -> bool {
-    let (a, b) = (given.as_bytes(), expected.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn time_request(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Response {
@@ -143,30 +188,27 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Params<T> {
     }
 }
 
-/// The request body, or a 413 naming the limit / 400 with a sentence.
-pub fn body(
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Result<Bytes, ApiError> {
-    body.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "request body is over the limit of 16 MiB ({MAX_BODY_BYTES} bytes); send smaller batches"
-            ))
-        } else {
-            ApiError::BadRequest(format!("cannot read the request body: {}", e.body_text()))
-        }
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::same_secret;
+    use super::{bearer, is_stream_route};
+    use axum::http::Method;
 
     #[test]
-    fn secrets_match_only_exactly() {
-        assert!(same_secret("abc", "abc"));
-        assert!(!same_secret("abd", "abc"));
-        assert!(!same_secret("ab", "abc"));
-        assert!(!same_secret("", "abc"));
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer("Bearer abc"), Some("abc"));
+        assert_eq!(bearer("bearer abc"), Some("abc"));
+        assert_eq!(bearer("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer("Basic abc"), None);
+        assert_eq!(bearer("Bearerabc"), None);
+    }
+
+    #[test]
+    fn only_stream_routes_take_a_query_token() {
+        assert!(is_stream_route(&Method::GET, "/v1/stream"));
+        assert!(is_stream_route(&Method::GET, "/v1/hosts/web-1/stream"));
+        assert!(!is_stream_route(&Method::DELETE, "/v1/hosts/stream"));
+        assert!(!is_stream_route(&Method::GET, "/v1/hosts/stream"));
+        assert!(!is_stream_route(&Method::DELETE, "/v1/hosts/web-1/stream"));
+        assert!(!is_stream_route(&Method::GET, "/v1/hosts/a/b/stream"));
     }
 }

@@ -22,7 +22,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::hosts::checked_cursor;
-use super::{HostId, Params};
+use super::{Caller, HostId, Params};
 use crate::api::SSE_EVENT;
 use crate::hub::error::ApiError;
 use crate::hub::presence::StreamCount;
@@ -32,10 +32,13 @@ use crate::hub::Hub;
 #[derive(Deserialize)]
 pub struct StreamParams {
     since: Option<u64>,
+    /// Look without registering the host (`mesync watch`, the dashboard).
+    watch: Option<bool>,
 }
 
 pub async fn host(
     State(hub): State<Arc<Hub>>,
+    Caller(access): Caller,
     HostId(host): HostId,
     Params(p): Params<StreamParams>,
     headers: HeaderMap,
@@ -47,13 +50,19 @@ pub async fn host(
         }),
         None => p.since.unwrap_or(0),
     };
-    hub.register(&host).await?;
+    // A watcher (`?watch=true`, a read credential) neither registers the
+    // host nor counts as its stream.
+    let registers = access.registers() && !p.watch.unwrap_or(false);
+    if registers {
+        hub.register(&host).await?;
+    }
     // Subscribe before reading the backlog, so nothing queued in between is missed.
     let wake = hub.store.watch(&host);
     let last_sent = checked_cursor(&hub, &host, cursor);
     tracing::debug!(%host, after = last_sent, "stream opened");
     let open = OpenStream {
-        _count: hub.presence.open(&host),
+        _count: registers.then(|| hub.presence.open(&host)),
+        registers,
         hub: hub.clone(),
         host,
         wake,
@@ -79,7 +88,8 @@ struct OpenStream {
     host: String,
     wake: Wake,
     last_sent: u64,
-    _count: StreamCount,
+    _count: Option<StreamCount>,
+    registers: bool,
 }
 
 impl OpenStream {
@@ -111,7 +121,9 @@ impl OpenStream {
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.hub.store.seen(&self.host);
+        if self.registers {
+            self.hub.store.seen(&self.host);
+        }
         tracing::debug!(host = %self.host, "stream closed");
     }
 }

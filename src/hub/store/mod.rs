@@ -96,6 +96,10 @@ pub trait Store: Send + Sync {
     ) -> BoxFuture<'a, StoreResult<Vec<Delivery>>>;
     /// Every known host, sorted by id.
     fn hosts(&self) -> BoxFuture<'_, StoreResult<Vec<KnownHost>>>;
+    /// Whether the host is registered.
+    fn is_registered(&self, host: &str) -> bool;
+    /// How many hosts are registered.
+    fn registered_count(&self) -> usize;
     /// The newest sequence number issued.
     fn last_seq(&self) -> u64;
     /// Wake-ups for the host's streams and long-polls.

@@ -167,13 +167,6 @@ impl FileStore {
         let _ = self.tx.send(Op::Sweep(Some(tx))).await;
         let _ = rx.await;
     }
-
-    fn is_registered(&self, host: &str) -> bool {
-        self.shared
-            .model()
-            .cursor(host)
-            .is_some_and(|c| c.is_registered())
-    }
 }
 
 impl Drop for FileStore {
@@ -187,6 +180,18 @@ impl Drop for FileStore {
 impl Store for FileStore {
     fn append(&self, batch: Vec<Incoming>) -> BoxFuture<'_, StoreResult<Vec<ItemStatus>>> {
         self.call(|r| Op::Append(batch, r)).boxed()
+    }
+
+    fn is_registered(&self, host: &str) -> bool {
+        self.shared
+            .model()
+            .cursor(host)
+            .is_some_and(|c| c.is_registered())
+    }
+
+    fn registered_count(&self) -> usize {
+        let model = self.shared.model();
+        model.cursors.iter().filter(|c| c.is_registered()).count()
     }
 
     fn register<'a>(&'a self, host: &'a str) -> BoxFuture<'a, StoreResult<()>> {

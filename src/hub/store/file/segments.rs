@@ -87,6 +87,7 @@ impl Segments {
             .mode(0o700)
             .create(dir)
             .with_context(|| format!("creating hub data dir {}", dir.display()))?;
+        crate::spool::warn_if_readable(dir, "hub data dir");
         let lock = crate::spool::lock_pid_file(&dir.join(LOCK_FILE), |pid| {
             format!(
                 "another mesync hub (pid {pid}) already uses data dir {}",
