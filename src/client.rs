@@ -53,6 +53,7 @@ impl HubClient {
             cfg.token.clone(),
             cfg.http_timeout,
             cfg.keepalive,
+            extra_root(cfg.ca_file.as_deref())?,
         )
     }
 
@@ -61,7 +62,7 @@ impl HubClient {
         token: Option<String>,
         timeout: Duration,
     ) -> anyhow::Result<HubClient> {
-        Self::build(server_url, token, timeout, DEFAULT_KEEPALIVE)
+        Self::build(server_url, token, timeout, DEFAULT_KEEPALIVE, None)
     }
 
     fn build(
@@ -69,16 +70,19 @@ impl HubClient {
         token: Option<String>,
         timeout: Duration,
         keepalive: Duration,
+        root: Option<reqwest::Certificate>,
     ) -> anyhow::Result<HubClient> {
         // No client-wide timeout: it would cut SSE streams. Each request sets its own.
-        let http = reqwest::Client::builder()
+        let mut http = reqwest::Client::builder()
             .connect_timeout(timeout)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()?;
+            .pool_idle_timeout(Duration::from_secs(60));
+        if let Some(root) = &root {
+            http = http.add_root_certificate(root.clone());
+        }
         Ok(HubClient {
-            http,
-            stream_http: stream_client(timeout, keepalive)?,
+            http: http.build()?,
+            stream_http: stream_client(timeout, keepalive, root)?,
             base: server_url.trim_end_matches('/').to_string(),
             token,
             timeout,
@@ -146,6 +150,15 @@ impl HubClient {
         Ok(resp.hosts)
     }
 
+    /// Looks at `host`'s queue as a watcher (registering nothing): whether
+    /// the hub accepts our credential for it (`/healthz` needs none).
+    pub async fn check_access(&self, host: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/hosts/{host}/messages?watch=true&limit=1");
+        let _: serde_json::Value =
+            send(self.request(Method::GET, &path).timeout(self.timeout)).await?;
+        Ok(())
+    }
+
     pub async fn health(&self) -> Result<Health, ClientError> {
         send(self.request(Method::GET, "/healthz").timeout(self.timeout)).await
     }
@@ -185,12 +198,33 @@ const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(15);
 /// The client for streams: like the main one, plus a read timeout of three
 /// keepalive periods (at least 10 s). If the hub's keepalive is longer than
 /// ours, a quiet stream is merely reopened (resuming after the last event).
-fn stream_client(timeout: Duration, keepalive: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
+fn stream_client(
+    timeout: Duration,
+    keepalive: Duration,
+    root: Option<reqwest::Certificate>,
+) -> anyhow::Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
         .connect_timeout(timeout)
         .tcp_nodelay(true)
-        .read_timeout((keepalive * 3).max(Duration::from_secs(10)))
-        .build()?)
+        .read_timeout((keepalive * 3).max(Duration::from_secs(10)));
+    if let Some(root) = root {
+        b = b.add_root_certificate(root);
+    }
+    Ok(b.build()?)
+}
+
+/// The `ca_file` root, trusted beside the system's (a hub with a
+/// certificate of its own CA).
+fn extra_root(ca_file: Option<&std::path::Path>) -> anyhow::Result<Option<reqwest::Certificate>> {
+    use anyhow::Context;
+    let Some(path) = ca_file else {
+        return Ok(None);
+    };
+    let pem =
+        std::fs::read(path).with_context(|| format!("reading {} (ca_file)", path.display()))?;
+    let cert = reqwest::Certificate::from_pem(&pem)
+        .with_context(|| format!("{} is not a PEM certificate (ca_file)", path.display()))?;
+    Ok(Some(cert))
 }
 
 async fn send<T: DeserializeOwned>(req: RequestBuilder) -> Result<T, ClientError> {

@@ -174,3 +174,38 @@ fn registrations_beyond_max_hosts_are_refused_naming_the_limit() {
     );
     assert!(hub.host("d").is_none() && hub.host("e").is_none());
 }
+
+/// How many requests the hub timed on a route.
+fn requests_on(hub: &Hub, route: &str) -> u64 {
+    let text = hub.get("/metrics").send().unwrap().text().unwrap();
+    let key = format!("mesync_request_duration_seconds_count{{route=\"{route}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&key)?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_refused_daemon_says_so_once_and_status_names_it() {
+    let hub = Hub::start_with(&[("MESYNC_TOKEN", "right")]);
+    let m = hub.machine("m1");
+    let mut cmd = m.cmd();
+    cmd.env("MESYNC_TOKEN", "wrong").arg("start");
+    let daemon = common::Proc::spawn("daemon-refused", cmd);
+    wait_until("several refused stream attempts", DEADLINE, || {
+        requests_on(&hub, "/v1/hosts/{host}/stream") >= 4
+    });
+    let log = daemon.log();
+    assert_eq!(log.matches("refuses our credential").count(), 1, "{log}");
+    assert!(log.contains("MESYNC_TOKEN"), "{log}");
+    let status = m
+        .cmd()
+        .env("MESYNC_TOKEN", "wrong")
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("reachable") && text.contains("refuses our token"),
+        "{text}"
+    );
+}

@@ -126,6 +126,9 @@ fn kill9_mid_burst_loses_no_accepted_message() {
 #[test]
 fn torn_last_line_is_ignored_after_a_crash() {
     let mut hub = Hub::start();
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     poll(&hub, "b", "");
     let m = message("a", None, "t");
     send(&hub, &m);
@@ -142,6 +145,9 @@ fn torn_last_line_is_ignored_after_a_crash() {
 #[test]
 fn segment_files_are_json_lines_anyone_can_read() {
     let hub = Hub::start();
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     poll(&hub, "b", "");
     let m = message("a", None, "t");
     send(&hub, &m);
@@ -167,6 +173,9 @@ fn segment_files_are_json_lines_anyone_can_read() {
 fn old_segments_are_compacted_without_losing_state() {
     let env = [("MESYNC_DEDUPE_WINDOW", "1")];
     let mut hub = Hub::start_with(&env);
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     poll(&hub, "b", "");
     let (m1, m2) = (message("a", None, "t"), message("a", None, "t"));
     post(&hub, &json!([m1, m2]));
@@ -206,6 +215,9 @@ fn sigterm_with_an_open_stream_exits_zero() {
 #[test]
 fn a_second_hub_on_the_same_data_dir_is_refused() {
     let hub = Hub::start();
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     let out = mesync_cmd(&hub.base)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .output()

@@ -7,7 +7,7 @@
 //!
 //! Run with `cargo bench --bench mesync` (or `just bench`); `-- --quick` for
 //! smaller sizes and fewer runs, `-- --runs N` to choose the runs, and row
-//! names (`latency burst ingest broadcast backlog dedupe sse idle binary`) to run only
+//! names (`latency burst ingest broadcast backlog dedupe sse idle binary flood`) to run only
 //! those. It is not part of `cargo test`: performance is measured here and
 //! recorded in BENCHMARKS.md, never asserted in tests. Every load loop is
 //! bounded in count and in time, and only 127.0.0.1 is used.
@@ -16,6 +16,7 @@
 mod common;
 
 mod burst;
+mod flood;
 mod floor;
 mod flow;
 mod footprint;
@@ -45,7 +46,7 @@ pub struct Plan {
     pub idle: Duration,
 }
 
-const ROWS: [&str; 9] = [
+const ROWS: [&str; 10] = [
     "latency",
     "burst",
     "ingest",
@@ -55,6 +56,7 @@ const ROWS: [&str; 9] = [
     "sse",
     "idle",
     "binary",
+    "flood",
 ];
 
 fn main() {
@@ -102,6 +104,9 @@ fn main() {
     }
     if wanted("binary") {
         rows.extend(footprint::binary());
+    }
+    if wanted("flood") {
+        rows.extend(flood::run());
     }
 
     println!();

@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use crate::client::HubClient;
+use crate::client::{ClientError, HubClient};
 use crate::config::Settings;
 use crate::spool::{Queue, Spool};
 
@@ -56,7 +56,20 @@ async fn hub_line(settings: &Settings) -> String {
     let url = &settings.server_url;
     match HubClient::new(&settings.client()) {
         Ok(client) => match client.health().await {
-            Ok(h) => format!("reachable at {url} (version {})", h.version),
+            Ok(h) => match client.check_access(&settings.host_id).await {
+                Ok(()) => format!("reachable at {url} (version {})", h.version),
+                Err(ClientError::Rejected { status: 401, .. }) => format!(
+                    "hub reachable at {url}, but it refuses our token \
+                     (set token, MESYNC_TOKEN or token_file to a credential it accepts)"
+                ),
+                Err(ClientError::Rejected {
+                    status: 403,
+                    message,
+                }) => {
+                    format!("hub reachable at {url}, but our credential may not read this host's queue: {message}")
+                }
+                Err(e) => format!("reachable at {url} (version {}), but: {e}", h.version),
+            },
             Err(e) => format!("not reachable at {url}: {e}"),
         },
         Err(e) => format!("cannot build a client: {e:#}"),

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::kinds::StoreKind;
 use super::{Settings, Source};
 
 /// The hub's settings (`mesync serve`, and the hub of `start --with-hub`).
@@ -28,8 +29,12 @@ pub struct HubConfig {
     pub allowed_origins: Vec<String>,
     pub tokens_file: Option<PathBuf>,
     pub max_hosts: usize,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// Notified when SIGHUP asks to re-read files (the tokens file).
     pub reread: std::sync::Arc<tokio::sync::Notify>,
+    pub store: StoreKind,
+    pub store_replicas: usize,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -38,6 +43,8 @@ pub struct ClientConfig {
     pub server_url: String,
     pub token: Option<String>,
     pub http_timeout: Duration,
+    /// An extra trusted root for HTTPS.
+    pub ca_file: Option<PathBuf>,
     /// The hub's keepalive period: a stream silent for much longer is dead.
     pub keepalive: Duration,
 }
@@ -79,7 +86,11 @@ impl Settings {
             allowed_origins: self.allowed_origins.clone(),
             tokens_file: self.tokens_file.clone(),
             max_hosts: self.max_hosts,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             reread: std::sync::Arc::default(),
+            store: self.store.clone(),
+            store_replicas: self.store_replicas,
         }
     }
 
@@ -88,6 +99,7 @@ impl Settings {
             server_url: self.server_url.clone(),
             token: self.token.clone(),
             http_timeout: self.http_timeout,
+            ca_file: self.ca_file.clone(),
             keepalive: self.keepalive,
         }
     }

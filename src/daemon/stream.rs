@@ -40,9 +40,20 @@ pub struct HubReader {
     tick: Interval,
     /// Woken when the hub answers again, so the sender retries at once.
     hub_back: Arc<Notify>,
-    /// An outage is logged once, not at every reconnect attempt.
-    warned_down: bool,
+    /// An outage is logged once per kind (unreachable, or refusing our
+    /// credential), not at every reconnect attempt.
+    warned_down: Option<Outage>,
 }
+
+/// What kind of outage was last logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outage {
+    Down,
+    Refused,
+}
+
+/// How a refused credential reads in the log: what to set.
+const REFUSED: &str = "the hub refuses our credential";
 
 /// Why a stream session ended.
 enum End {
@@ -79,7 +90,7 @@ impl HubReader {
             backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
             tick,
             hub_back,
-            warned_down: false,
+            warned_down: None,
         }
     }
 
@@ -89,12 +100,20 @@ impl HubReader {
         loop {
             match self.session(&cancel).await {
                 End::Stop => return,
-                End::Dropped(why) if self.warned_down => {
-                    tracing::debug!("stream still down: {why}");
-                }
                 End::Dropped(why) => {
-                    tracing::warn!(server = %self.client.server_url(), "stream from the hub is down ({why}); reconnecting with backoff, long-polling meanwhile");
-                    self.warned_down = true;
+                    let kind = match why.starts_with(REFUSED) {
+                        true => Outage::Refused,
+                        false => Outage::Down,
+                    };
+                    let server = self.client.server_url();
+                    if self.warned_down == Some(kind) {
+                        tracing::debug!("stream still down: {why}");
+                    } else if kind == Outage::Refused {
+                        tracing::warn!(%server, host = %self.host, "{why}; retrying with backoff");
+                    } else {
+                        tracing::warn!(%server, "stream from the hub is down ({why}); reconnecting with backoff, long-polling meanwhile");
+                    }
+                    self.warned_down = Some(kind);
                 }
             }
             let until = Instant::now() + self.backoff.next_delay();
@@ -159,7 +178,7 @@ impl HubReader {
     fn connected(&mut self) {
         self.backoff.reset();
         self.hub_back.notify_one();
-        self.warned_down = false;
+        self.warned_down = None;
         tracing::info!(host = %self.host, "stream connected");
     }
 
@@ -214,7 +233,7 @@ fn take_events(
     loop {
         match next {
             None => return Some("closed".into()),
-            Some(Err(e)) => return Some(e.to_string()),
+            Some(Err(e)) => return Some(stream_error(&e)),
             Some(Ok(Event::Open)) => unread.opened = true,
             Some(Ok(Event::Message(m))) if m.event == SSE_EVENT => {
                 match Message::parse(m.data.as_bytes()) {
@@ -236,5 +255,21 @@ fn take_events(
             Some(ev) => next = ev,
             None => return None,
         }
+    }
+}
+
+/// A stream error as one sentence; a refused credential says what to set.
+fn stream_error(e: &reqwest_eventsource::Error) -> String {
+    use reqwest_eventsource::Error;
+    match e {
+        Error::InvalidStatusCode(status, _) if status.as_u16() == 401 => format!(
+            "{REFUSED} (401): set token (MESYNC_TOKEN, or token_file) to a credential \
+             the hub accepts for this host"
+        ),
+        Error::InvalidStatusCode(status, _) if status.as_u16() == 403 => format!(
+            "{REFUSED} for this host's queue (403): use this host's own credential \
+             (mesync token add --host HOST on the hub)"
+        ),
+        other => other.to_string(),
     }
 }

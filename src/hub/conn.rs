@@ -29,9 +29,10 @@ use hyper::service::{service_fn, Service};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Sleep;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// How long the hub waits for open connections to finish at shutdown.
@@ -51,6 +52,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    tls: Option<TlsAcceptor>,
     stop: CancellationToken,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -75,6 +77,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let conn = Conn {
+            tls: tls.clone(),
             router: router.clone(),
             limits: limits.clone(),
             waiting: waiting.clone(),
@@ -123,6 +126,7 @@ async fn make_room(
 }
 
 struct Conn {
+    tls: Option<TlsAcceptor>,
     router: Router,
     limits: ConnLimits,
     waiting: Arc<Waiting>,
@@ -130,8 +134,32 @@ struct Conn {
 }
 
 impl Conn {
-    async fn run(self, tcp: tokio::net::TcpStream, id: u64, evict: CancellationToken) {
-        let io = TokioIo::new(Stalled::new(tcp, self.limits.stall_timeout));
+    async fn run(self, tcp: TcpStream, id: u64, evict: CancellationToken) {
+        let Some(tls) = self.tls.clone() else {
+            return self.http(tcp, id, evict).await;
+        };
+        // The handshake counts as sending the request head: same timeout,
+        // and evictable meanwhile.
+        let handshake = tokio::time::timeout(self.limits.header_timeout, tls.accept(tcp));
+        let tls_stream = tokio::select! {
+            r = handshake => match r {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "TLS handshake failed");
+                    return self.waiting.remove(id);
+                }
+                Err(_) => return self.waiting.remove(id),
+            },
+            () = evict.cancelled() => return self.waiting.remove(id),
+        };
+        self.http(tls_stream, id, evict).await
+    }
+
+    async fn http<I>(self, io: I, id: u64, evict: CancellationToken)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let io = TokioIo::new(Stalled::new(io, self.limits.stall_timeout));
         let inner = TowerToHyperService::new(self.router);
         let waiting = self.waiting.clone();
         // The first request head proves the connection is more than a flood.

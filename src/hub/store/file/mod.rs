@@ -26,7 +26,7 @@ mod segments;
 mod slots;
 #[cfg(test)]
 mod tests;
-mod wakes;
+pub(super) mod wakes;
 mod writer;
 
 use std::path::PathBuf;
