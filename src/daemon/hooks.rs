@@ -163,15 +163,24 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
         // Its own process group, so that a timeout kills what it started too.
         .process_group(0)
         .kill_on_drop(true);
+    if let Some(mark) = job.pending.as_ref().and_then(|m| m.c_path()) {
+        // The hook's own process clears its mark, between fork and exec: a
+        // daemon killed before the fork leaves the mark (the hook runs after
+        // the restart), one killed after it leaves a hook that runs on in its
+        // own process group with its mark gone, so it is never run twice.
+        // SAFETY: unlink(2) is async-signal-safe and the path was allocated
+        // before the fork; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                libc::unlink(mark.as_ptr());
+                Ok(())
+            });
+        }
+    }
     let spawned = cmd.spawn();
     if let Some(mark) = job.pending.take() {
-        // Cleared only once the hook runs (or can never run): a crash before
-        // this point leaves the mark, and the hook runs after the restart.
-        // A hook started is not started again; it outlives a crashed daemon
-        // in its own process group. The unlink is done here, not on the
-        // blocking pool: the hop there could take milliseconds on a busy
-        // machine, and a crash in that window runs the hook a second time.
-        mark.clear();
+        // Gone already if the hook started; this clears it when it could not.
+        let _ = tokio::task::spawn_blocking(move || mark.clear()).await;
     }
     let mut child = match spawned {
         Ok(c) => c,

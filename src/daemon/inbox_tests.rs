@@ -91,6 +91,9 @@ async fn a_hook_marked_before_a_crash_runs_once_and_its_redelivery_is_not_rewrit
         assert!(Instant::now() < deadline, "the owed hook did not run once");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The hook's process removed its mark before it ran.
+    let marks = std::fs::read_dir(tmp.path().join(".hooks-pending")).unwrap();
+    assert_eq!(marks.count(), 0);
 }
 
 /// Installs `hooks/t` appending a line to `<base>/ran`; returns that path.

@@ -3,8 +3,9 @@
 //! was still queued when the daemon stopped or crashed runs after the restart.
 //!
 //! The link is made to the staged file before the ledger entry (the commit;
-//! see [`crate::spool::Staged`]), and removed once its hook process has started, so a queued hook is never
-//! forgotten and a started one is not started again. A link costs no data write, and the directory is fsynced once
+//! see [`crate::spool::Staged`]), and removed by the hook's own process just
+//! before it executes the hook, so a queued hook is never forgotten and a
+//! started one is not started again. A link costs no data write, and the directory is fsynced once
 //! per batch; it also keeps the message readable for the hook if a program
 //! consumed the inbox file first.
 
@@ -26,6 +27,12 @@ fn dir(spool: &Spool) -> PathBuf {
 pub struct Mark(PathBuf);
 
 impl Mark {
+    /// The mark's path for a C call (`None` if it holds a NUL byte).
+    pub fn c_path(&self) -> Option<std::ffi::CString> {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::CString::new(self.0.as_os_str().as_bytes()).ok()
+    }
+
     /// Forgets the mark: its hook is starting (or can no longer run).
     /// Blocks on the disk.
     pub fn clear(self) {
