@@ -26,3 +26,9 @@ bench *ROWS:
 # a fast look: smaller sizes, 3 runs a row, targets not judged
 bench-quick *ROWS:
     cargo bench --bench mesync -- --quick {{ROWS}}
+
+# the chaos run: a hub and three daemons under load while one is killed (kill -9),
+# frozen or cut off every few seconds; checks every message and hook at the end
+# and fails on any loss or double (30 s of it is part of `cargo test`)
+chaos MINUTES="20":
+    MESYNC_CHAOS_SECONDS=$(( {{MINUTES}} * 60 )) cargo test --test chaos -- --nocapture

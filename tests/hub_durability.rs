@@ -62,7 +62,10 @@ fn kill9_keeps_unacked_forgets_acked_and_still_dedupes() {
     assert_eq!(post(&hub, &m1)[0]["status"], "duplicate");
     send(&hub, &message("a", None, "t"));
     let seqs: Vec<u64> = poll(&hub, "b", "").iter().map(|(s, _)| *s).collect();
-    assert_eq!(seqs, [2, 4]);
+    // After a crash, numbering resumes above the store's high-water mark:
+    // never a number issued before, perhaps with a gap.
+    assert_eq!(seqs.len(), 2);
+    assert!(seqs[0] == 2 && seqs[1] > 3, "{seqs:?}");
 }
 
 #[test]
@@ -123,6 +126,9 @@ fn kill9_mid_burst_loses_no_accepted_message() {
 #[test]
 fn torn_last_line_is_ignored_after_a_crash() {
     let mut hub = Hub::start();
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     poll(&hub, "b", "");
     let m = message("a", None, "t");
     send(&hub, &m);
@@ -139,6 +145,9 @@ fn torn_last_line_is_ignored_after_a_crash() {
 #[test]
 fn segment_files_are_json_lines_anyone_can_read() {
     let hub = Hub::start();
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     poll(&hub, "b", "");
     let m = message("a", None, "t");
     send(&hub, &m);
@@ -154,13 +163,19 @@ fn segment_files_are_json_lines_anyone_can_read() {
     assert_eq!(records[3]["seq"], 1);
     // A broadcast: stored once, for every registered host but its sender.
     assert_eq!(records[3]["to"], Value::Null);
-    assert_eq!(records[4], json!({"op": "ack", "host": "b", "seqs": [1]}));
+    // Each record ends in its checksum; without it, the record itself.
+    let mut ack = records[4].clone();
+    assert!(ack.as_object_mut().unwrap().remove("crc").unwrap().is_u64());
+    assert_eq!(ack, json!({"op": "ack", "host": "b", "seqs": [1]}));
 }
 
 #[test]
 fn old_segments_are_compacted_without_losing_state() {
     let env = [("MESYNC_DEDUPE_WINDOW", "1")];
     let mut hub = Hub::start_with(&env);
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     poll(&hub, "b", "");
     let (m1, m2) = (message("a", None, "t"), message("a", None, "t"));
     post(&hub, &json!([m1, m2]));
@@ -200,6 +215,9 @@ fn sigterm_with_an_open_stream_exits_zero() {
 #[test]
 fn a_second_hub_on_the_same_data_dir_is_refused() {
     let hub = Hub::start();
+    if hub.on_nats() {
+        return; // about the file store's own files
+    }
     let out = mesync_cmd(&hub.base)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .output()

@@ -144,6 +144,9 @@ fn json_logs_are_one_object_per_line() {
     let tmp = tempfile::tempdir().unwrap();
     let mut hub = serve(tmp.path(), &[("MESYNC_LOG_FORMAT", "json")]);
     let addr = hub.hub_addr().expect("the hub binds");
+    wait_until("the hub's log line", DEADLINE, || {
+        hub.log().contains("hub listening")
+    });
     assert!(hub.terminate().success());
     let log = hub.log();
     let lines: Vec<serde_json::Value> = log
@@ -234,6 +237,10 @@ fn text_logs_are_coloured_only_on_a_terminal_without_no_color() {
     let tmp = tempfile::tempdir().unwrap();
     let mut hub = serve(tmp.path(), &[]);
     hub.hub_addr().expect("the hub binds");
+    // The log line comes once the store is open, a moment after the bind.
+    wait_until("the hub's log line", DEADLINE, || {
+        hub.log().contains("hub listening")
+    });
     assert!(hub.terminate().success());
     let log = hub.log();
     assert!(

@@ -8,7 +8,7 @@
 use std::io::Write;
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use super::{table, ListArgs, ListQueue};
@@ -108,7 +108,7 @@ struct Line<'a> {
     target: Option<&'a str>,
     priority: Priority,
     created_at: Option<&'a str>,
-    payload: &'a Value,
+    payload: &'a RawValue,
 }
 
 fn json(listed: &Listed) -> Line<'_> {

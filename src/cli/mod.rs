@@ -70,7 +70,7 @@ pub enum Command {
     #[command(
         after_help = "Examples:\n  mesync serve --bind 127.0.0.1:8080 --data-dir /var/lib/mesync\n  mesync serve --bind 127.0.0.1:0    # any free port; the first line of output names it"
     )]
-    Serve,
+    Serve(ServeArgs),
     /// Run the daemon for this machine
     #[command(
         after_help = "Examples:\n  mesync start\n  mesync start --with-hub\n  mesync start --once"
@@ -125,6 +125,14 @@ pub enum Command {
 pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Start even if a segment of the data dir is missing or damaged, and
+    /// log exactly what is lost (without it the hub refuses to start)
+    #[arg(long)]
+    pub repair: bool,
 }
 
 #[derive(Debug, Args)]
@@ -282,7 +290,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let log = logging::init(settings.log_format, &settings.log_filter);
     let reload = || signals::Reload::new(cli.overrides.clone(), log.clone());
     match cli.command {
-        Command::Serve => serve::serve(&settings, reload()).await,
+        Command::Serve(a) => serve::serve(&settings, a, reload()).await,
         Command::Start(a) => serve::start(&settings, a, reload()).await,
         Command::Send(a) => send::run(&settings, a).await,
         Command::List(a) => list::run(&settings, a),

@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use anyhow::Context;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{SendArgs, UsageError};
 use crate::client::HubClient;
@@ -27,7 +27,7 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<()> {
         .priority
         .parse()
         .map_err(|e| UsageError(format!("{e}")))?;
-    let message = Message::new(
+    let message = Message::with_payload(
         &args.kind,
         &settings.host_id,
         args.target.as_deref(),
@@ -67,7 +67,7 @@ async fn warn_if_unknown(settings: &Settings, target: &str) {
     }
 }
 
-fn read_payload(args: &SendArgs) -> anyhow::Result<Value> {
+fn read_payload(args: &SendArgs) -> anyhow::Result<Box<RawValue>> {
     let (text, origin) = match (&args.payload, &args.payload_file) {
         (Some(p), _) if p == "-" => {
             let mut s = String::new();
@@ -83,7 +83,7 @@ fn read_payload(args: &SendArgs) -> anyhow::Result<Value> {
             })?;
             (s, format!("payload file {}", path.display()))
         }
-        (None, None) => return Ok(Value::Object(Default::default())),
+        (None, None) => return Ok(RawValue::from_string("{}".to_string())?),
     };
     serde_json::from_str(&text)
         .map_err(|e| UsageError(format!("{origin} is not valid JSON: {e}")).into())

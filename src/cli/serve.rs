@@ -14,13 +14,16 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use super::signals::{self, Reload};
-use super::StartArgs;
+use super::{ServeArgs, StartArgs};
 use crate::config::{HubConfig, Settings};
 use crate::daemon::WithHub;
 use crate::sd_notify;
 
-pub async fn serve(settings: &Settings, reload: Reload) -> anyhow::Result<()> {
-    let cfg = settings.hub();
+pub async fn serve(settings: &Settings, args: ServeArgs, reload: Reload) -> anyhow::Result<()> {
+    let cfg = HubConfig {
+        repair: args.repair,
+        ..settings.hub()
+    };
     let stop = signals::handle(reload.rereading(cfg.reread.clone()))?;
     let (listener, addr) = bind_hub(&cfg)?;
     sd_notify::ready(&format!("hub listening on {addr}"));

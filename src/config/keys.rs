@@ -218,6 +218,12 @@ table! {
     /// An extra trusted root (PEM) for an https:// server_url, beside the system's
     ca_file: kinds::FilePath, "MESYNC_CA_FILE",
         default DefaultValue::Unset, flag CLIENT;
+    /// Where the hub keeps messages: file (its own files under data_dir) or NATS JetStream servers, nats://a:4222,nats://b:4222 (several hubs can share one cluster)
+    store: kinds::Store, "MESYNC_STORE",
+        default DefaultValue::Text("file"), flag HUB;
+    /// How many copies JetStream keeps of the hub's streams and buckets (capped at the cluster's size)
+    store_replicas: kinds::Count, "MESYNC_STORE_REPLICAS",
+        default DefaultValue::Text("3"), flag HUB;
 }
 
 /// The key called `name`, if there is one.

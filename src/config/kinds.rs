@@ -201,6 +201,38 @@ impl Kind for Filter {
     }
 }
 
+/// Where the hub keeps messages: its own files, or a NATS JetStream cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The embedded log under `data_dir`.
+    File,
+    /// NATS servers to connect to (any of them; the client learns the rest).
+    Nats(Vec<String>),
+}
+
+/// `file`, or `nats://host:port` URLs separated by commas.
+pub struct Store;
+
+impl Kind for Store {
+    type Value = StoreKind;
+    const EXPECTED: &'static str =
+        "file, or NATS server URLs separated by commas (nats://10.0.0.1:4222,nats://10.0.0.2:4222)";
+    const VALUE_NAME: &'static str = "STORE";
+    const TOML: Toml = Toml::String;
+    fn parse(text: &str) -> Option<StoreKind> {
+        let text = text.trim();
+        if text == "file" {
+            return Some(StoreKind::File);
+        }
+        let urls: Vec<String> = text.split(',').map(|u| u.trim().to_string()).collect();
+        let valid = |u: &String| {
+            u.strip_prefix("nats://")
+                .is_some_and(|rest| !rest.is_empty() && !rest.contains('/'))
+        };
+        urls.iter().all(valid).then_some(StoreKind::Nats(urls))
+    }
+}
+
 /// Largest `max_message_bytes`: one message must fit in a request body
 /// (16 MiB) with room to spare, or a daemon could never send it.
 pub const MAX_MESSAGE_BYTES_LIMIT: u64 = 15 * 1024 * 1024;

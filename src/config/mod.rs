@@ -310,4 +310,6 @@ pub fn system_hostname() -> Option<String> {
 }
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod tests;

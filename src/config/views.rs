@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::kinds::StoreKind;
 use super::{Settings, Source};
 
 /// The hub's settings (`mesync serve`, and the hub of `start --with-hub`).
@@ -18,6 +19,8 @@ pub struct HubConfig {
     pub retention: Duration,
     pub dedupe_window: Duration,
     pub max_message_bytes: u64,
+    /// `serve --repair`: start despite a missing or damaged segment.
+    pub repair: bool,
     pub max_connections: usize,
     pub header_timeout: Duration,
     pub body_timeout: Duration,
@@ -30,6 +33,8 @@ pub struct HubConfig {
     pub tls_key: Option<PathBuf>,
     /// Notified when SIGHUP asks to re-read files (the tokens file).
     pub reread: std::sync::Arc<tokio::sync::Notify>,
+    pub store: StoreKind,
+    pub store_replicas: usize,
 }
 
 /// How to reach the hub: shared by the daemon and the command line.
@@ -72,6 +77,7 @@ impl Settings {
             retention: self.retention,
             dedupe_window: self.dedupe_window,
             max_message_bytes: self.max_message_bytes,
+            repair: false,
             max_connections: self.max_connections,
             header_timeout: self.header_timeout,
             body_timeout: self.body_timeout,
@@ -83,6 +89,8 @@ impl Settings {
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             reread: std::sync::Arc::default(),
+            store: self.store.clone(),
+            store_replicas: self.store_replicas,
         }
     }
 

@@ -16,7 +16,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +26,7 @@ use crate::message::{validate_type, Message};
 
 /// How long running hooks may finish after a shutdown request before they are killed.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// Most stderr bytes of one hook that reach the log.
+/// Most stderr bytes of one hook that are kept, and reach the log.
 const STDERR_LOG_BYTES: usize = 2048;
 
 /// One message whose hook should run.
@@ -36,7 +36,7 @@ pub struct HookJob {
     pub message: Message,
     pub json: Vec<u8>,
     pub inbox_file: PathBuf,
-    /// The mark that this hook is owed, cleared as it starts.
+    /// The mark that this hook is owed, cleared once it has started.
     pub pending: Option<Mark>,
 }
 
@@ -150,10 +150,6 @@ async fn dispatch(
 /// Runs one hook to completion or timeout, and logs how it went.
 async fn run_one(mut job: HookJob, timeout: Duration) {
     let id = job.message.id;
-    if let Some(mark) = job.pending.take() {
-        // Cleared before the start: a hook killed mid-run is not run again.
-        let _ = tokio::task::spawn_blocking(move || mark.clear()).await;
-    }
     let mut cmd = tokio::process::Command::new(&job.hook);
     cmd.env("MESYNC_MESSAGE_ID", id.to_string())
         .env("MESYNC_MESSAGE_TYPE", &job.message.kind)
@@ -167,7 +163,17 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
         // Its own process group, so that a timeout kills what it started too.
         .process_group(0)
         .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    let spawned = cmd.spawn();
+    if let Some(mark) = job.pending.take() {
+        // Cleared only once the hook runs (or can never run): a crash before
+        // this point leaves the mark, and the hook runs after the restart.
+        // A hook started is not started again; it outlives a crashed daemon
+        // in its own process group. The unlink is done here, not on the
+        // blocking pool: the hop there could take milliseconds on a busy
+        // machine, and a crash in that window runs the hook a second time.
+        mark.clear();
+    }
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(%id, hook = %job.hook.display(), "cannot start hook: {e}");
@@ -175,23 +181,59 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
         }
     };
     let mut group = Group(child.id());
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook may exit without reading stdin; that is not an error.
-        let _ = stdin.write_all(&job.json).await;
-    }
-    let waited = tokio::time::timeout(timeout, child.wait_with_output()).await;
+    let stdin = child.stdin.take();
+    let stderr = child.stderr.take();
+    let json = std::mem::take(&mut job.json);
+    // One deadline for the whole run: a hook that never reads its stdin, or
+    // never closes its stderr, is killed at hook_timeout like a slow one.
+    let run = async {
+        let write = async {
+            if let Some(mut stdin) = stdin {
+                // A hook may exit without reading stdin; that is not an error.
+                let _ = stdin.write_all(&json).await;
+            }
+        };
+        let ((), kept) = tokio::join!(write, stderr_tail(stderr, STDERR_LOG_BYTES));
+        (child.wait().await, kept)
+    };
+    let waited = tokio::time::timeout(timeout, run).await;
     if waited.is_ok() {
         group.0 = None;
     }
     match waited {
-        Ok(Ok(out)) => log_exit(&job, &out),
-        Ok(Err(e)) => tracing::warn!(%id, hook = %job.hook.display(), "hook failed: {e}"),
+        Ok((Ok(status), stderr)) => log_exit(&job, status, &stderr),
+        Ok((Err(e), _)) => tracing::warn!(%id, hook = %job.hook.display(), "hook failed: {e}"),
         Err(_) => {
             drop(group);
             tracing::warn!(%id, hook = %job.hook.display(), timeout_s = timeout.as_secs(),
                 "hook killed after hook_timeout; not re-run");
         }
     }
+}
+
+/// Reads a hook's stderr to its end and keeps only its last `max` bytes, so
+/// a hook writing without bound costs the daemon no more than that.
+async fn stderr_tail(stderr: Option<tokio::process::ChildStderr>, max: usize) -> Vec<u8> {
+    let Some(mut stderr) = stderr else {
+        return Vec::new();
+    };
+    let mut kept = Vec::with_capacity(max.min(8192));
+    let mut chunk = vec![0u8; 8192];
+    loop {
+        match stderr.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&chunk[..n]);
+                if kept.len() > 2 * max {
+                    kept.drain(..kept.len() - max);
+                }
+            }
+        }
+    }
+    if kept.len() > max {
+        kept.drain(..kept.len() - max);
+    }
+    kept
 }
 
 /// The process group of a running hook (its leader's pid), killed whole when
@@ -208,14 +250,14 @@ impl Drop for Group {
     }
 }
 
-fn log_exit(job: &HookJob, out: &std::process::Output) {
+fn log_exit(job: &HookJob, status: std::process::ExitStatus, stderr: &[u8]) {
     let id = job.message.id;
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8_lossy(stderr);
     let stderr = tail(stderr.trim(), STDERR_LOG_BYTES);
-    if out.status.success() {
+    if status.success() {
         tracing::debug!(%id, hook = %job.hook.display(), stderr, "hook done");
     } else {
-        tracing::warn!(%id, hook = %job.hook.display(), status = %out.status, stderr,
+        tracing::warn!(%id, hook = %job.hook.display(), %status, stderr,
             "hook failed; not re-run, the message stays in inbox/");
     }
 }
@@ -296,5 +338,43 @@ mod tests {
         assert_eq!(std::fs::read(out.with_extension("stdin")).unwrap(), json);
         let env = std::fs::read_to_string(out.with_extension("env")).unwrap();
         assert_eq!(env.trim(), format!("{} t m1 /in/x.json", msg.id));
+    }
+
+    #[tokio::test]
+    async fn the_timeout_covers_a_hook_that_never_reads_its_stdin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let deaf = script(tmp.path(), "deaf", "sleep 30", 0o755);
+        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
+        let job = HookJob {
+            hook: deaf,
+            message: msg,
+            // Far more than a pipe holds: writing it blocks until the hook reads.
+            json: vec![b' '; 4 << 20],
+            inbox_file: PathBuf::from("/in/x.json"),
+            pending: None,
+        };
+        let started = std::time::Instant::now();
+        run_one(job, Duration::from_millis(300)).await;
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[tokio::test]
+    async fn only_the_end_of_a_flood_of_stderr_is_kept() {
+        let mut child = tokio::process::Command::new("sh")
+            .args([
+                "-c",
+                "head -c 20000000 /dev/zero | tr '\\0' x >&2; echo END >&2",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let kept = stderr_tail(child.stderr.take(), 100).await;
+        child.wait().await.unwrap();
+        assert_eq!(kept.len(), 100);
+        assert!(
+            kept.ends_with(b"xxEND\n"),
+            "{}",
+            String::from_utf8_lossy(&kept)
+        );
     }
 }

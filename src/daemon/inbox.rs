@@ -1,11 +1,12 @@
 //! The inbox writer: the one thread that owns inbox/, the received-ids ledger
-//! and the marks of hooks owed. Each batch from the hub becomes inbox files,
-//! ledger entries, acks and hook runs, in that order.
+//! and the marks of hooks owed. Each batch from the hub becomes staged files,
+//! marks, ledger entries, inbox files, acks and hook runs, in that order.
 //!
-//! Promises: a message is acked only after its inbox file and its ledger
-//! entry are durable, so a crash at any point loses nothing (the hub
-//! re-delivers what was not acked) and doubles nothing (the ledger recognises
-//! what was already written, also after the inbox file was deleted). A
+//! Promises: a message is acked only after its file and its ledger entry are
+//! durable, so a crash at any point loses nothing (the hub re-delivers what
+//! was not acked) and doubles nothing: a file appears in inbox/ only after its
+//! ledger entry (see [`crate::spool::Staged`]), so the ledger recognises every
+//! message a program may have seen, also after it consumed the file. A
 //! message already in the ledger is acked again but neither rewritten nor
 //! hooked. Every batch handed over is written: while the disk fails the
 //! writer retries with backoff, acking nothing, until it works or the daemon
@@ -15,7 +16,7 @@
 //! Batches reach it through the hand-off of [`super::handoff`], one at a time.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -28,8 +29,8 @@ use super::handoff::{self, InboxInput, ToWriter};
 use super::hooks::{self, HookJob, Hooks};
 use super::ledger::{self, LedgerFile, Received};
 use super::pending::{self, Mark};
-use crate::message::Message;
-use crate::spool::{Queue, Spool};
+use crate::message::{id_from_file_name, Message};
+use crate::spool::{sync_dir, Queue, Spool, Staged};
 
 /// How often the ledger is pruned of entries past the hub's retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -63,7 +64,7 @@ impl InboxWriter {
     ) -> Result<InboxWriter> {
         let (ledger, received) = LedgerFile::open(spool.base(), retention)?;
         let inbox_dir = pending::inbox_dir(&spool);
-        let writer = InboxWriter {
+        let mut writer = InboxWriter {
             spool,
             inbox_dir,
             ledger,
@@ -75,7 +76,8 @@ impl InboxWriter {
             counts: Counts::default(),
             cancel,
         };
-        writer.submit_owed();
+        writer.recover_staged();
+        writer.submit_owed()?;
         Ok(writer)
     }
 
@@ -104,8 +106,27 @@ impl InboxWriter {
         self.counts.log(true);
     }
 
-    fn submit_owed(&self) {
-        let owed = pending::owed(&self.spool);
+    /// Queues the hooks owed from before this start. A mark whose message
+    /// the ledger does not know was made for a batch a crash stopped before
+    /// its commit: that message never reached inbox/ and the hub sends it
+    /// again, so the mark goes. (Where its inbox file exists after all, as
+    /// data dirs of earlier versions may have it, the message enters the
+    /// ledger now, so the re-delivery neither rewrites nor re-hooks it.)
+    fn submit_owed(&mut self) -> Result<()> {
+        let (owed, uncommitted): (Vec<_>, Vec<_>) = pending::owed(&self.spool)
+            .into_iter()
+            .partition(|o| self.received.contains_key(&o.message.id) || o.inbox_file.exists());
+        uncommitted.into_iter().for_each(|o| o.mark.clear());
+        let unknown: Vec<Uuid> = owed
+            .iter()
+            .map(|o| o.message.id)
+            .filter(|id| !self.received.contains_key(id))
+            .collect();
+        if !unknown.is_empty() {
+            let now = ledger::unix_now();
+            self.ledger.append(&unknown, now)?;
+            self.received.extend(unknown.iter().map(|id| (*id, now)));
+        }
         let hooks_dir = self.spool.hooks_dir();
         let mut queued = 0;
         for o in owed {
@@ -127,6 +148,7 @@ impl InboxWriter {
         if queued > 0 {
             tracing::info!(hooks = queued, "running hooks owed from before the restart");
         }
+        Ok(())
     }
 
     /// Writes `batch` (retrying while the disk fails), then hands it on.
@@ -158,21 +180,18 @@ impl InboxWriter {
         }
     }
 
-    /// Writes the new messages of `batch`: inbox files first, then the
-    /// ledger (so an id in the ledger always has had its file), then the
-    /// marks of the hooks owed (so a mark always belongs to a known message).
+    /// Writes the new messages of `batch`: staged files first (durable, not
+    /// visible), then the marks of the hooks owed (links to the staged files),
+    /// then the ledger (the commit), then the files appear in inbox/. A crash
+    /// before the ledger entry leaves nothing visible (the hub re-delivers);
+    /// one after it is finished at the next start ([`Self::recover_staged`]).
     fn write(&mut self, batch: &[Message]) -> Result<Vec<Fresh>> {
         let positions = ledger::fresh(&self.received, batch.iter().map(|m| &m.id));
         let files: Vec<(String, Vec<u8>)> = positions
             .iter()
             .map(|&i| (batch[i].file_name(), batch[i].to_json_bytes()))
             .collect();
-        self.spool.write_batch(Queue::Inbox, &files)?;
-        let ids: Vec<Uuid> = positions.iter().map(|&i| batch[i].id).collect();
-        let now = ledger::unix_now();
-        self.ledger.append(&ids, now)?;
-        self.received.extend(ids.iter().map(|id| (*id, now)));
-        self.counts.add(ids.len(), batch.len() - ids.len());
+        let staged = self.spool.stage(&files)?;
 
         let hooks_dir = self.spool.hooks_dir();
         let mut found: HashMap<&str, Option<PathBuf>> = HashMap::new();
@@ -186,7 +205,14 @@ impl InboxWriter {
                     .clone()
             })
             .collect();
-        let mut marks = self.mark_hooked(&files, &hooks).into_iter();
+        let mut marks = self.mark_hooked(&staged, &hooks)?.into_iter();
+
+        let ids: Vec<Uuid> = positions.iter().map(|&i| batch[i].id).collect();
+        let now = ledger::unix_now();
+        self.ledger.append(&ids, now)?;
+        self.received.extend(ids.iter().map(|id| (*id, now)));
+        self.counts.add(ids.len(), batch.len() - ids.len());
+        self.publish(&staged)?;
         Ok(positions
             .into_iter()
             .zip(files)
@@ -201,31 +227,71 @@ impl InboxWriter {
             .collect())
     }
 
-    /// Marks the hooks owed, one mark per hooked file. The messages are
-    /// written already; without marks their hooks still run now, they only
-    /// would not be run again after a crash.
-    fn mark_hooked(
-        &self,
-        files: &[(String, Vec<u8>)],
-        hooks: &[Option<PathBuf>],
-    ) -> Vec<Option<Mark>> {
-        let hooked: Vec<&str> = files
-            .iter()
+    /// Marks the hooks owed, one mark per hooked file, before the ledger
+    /// knows the messages: a batch whose marks cannot be made is not written
+    /// (it is retried like any other disk failure).
+    fn mark_hooked(&self, staged: &Staged, hooks: &[Option<PathBuf>]) -> Result<Vec<Option<Mark>>> {
+        let hooked: Vec<(&Path, &str)> = staged
+            .paths()
             .zip(hooks)
             .filter(|(_, h)| h.is_some())
-            .map(|((name, _), _)| name.as_str())
+            .map(|((path, name), _)| (path.as_path(), name))
             .collect();
         if hooked.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
-        match pending::record(&self.spool, &hooked) {
-            Ok(marks) => marks,
-            Err(e) => {
-                tracing::warn!(
-                    "cannot record the hooks owed; they run now but not after a crash: {e:#}"
-                );
-                Vec::new()
+        pending::record(&self.spool, &hooked)
+    }
+
+    /// Finishes what a crash left staged: files whose id
+    /// is in the ledger go to inbox/, the others (never recorded, so the hub
+    /// sends them again) are removed. Blocks on the disk.
+    fn recover_staged(&self) {
+        let left = self.spool.staged_leftovers();
+        if left.is_empty() {
+            return;
+        }
+        let (mut moved, mut dropped, mut failed) = (0, 0, 0);
+        for (path, name) in left.paths() {
+            let recorded =
+                id_from_file_name(name).is_some_and(|id| self.received.contains_key(&id));
+            let done = if recorded {
+                std::fs::rename(path, self.spool.path(Queue::Inbox, name)).map(|()| moved += 1)
+            } else {
+                std::fs::remove_file(path).map(|()| dropped += 1)
+            };
+            if let Err(e) = done {
+                tracing::warn!("cannot finish the staged file {}: {e}", path.display());
+                failed += 1;
             }
+        }
+        if moved > 0 {
+            if let Err(e) = sync_dir(&self.spool.dir(Queue::Inbox)) {
+                tracing::warn!("{e:#}");
+                failed += 1;
+            }
+        }
+        tracing::info!(
+            moved,
+            dropped,
+            failed,
+            "finished the files a stop left staged"
+        );
+    }
+
+    /// Moves a recorded batch into inbox/, retrying while that fails (a full
+    /// disk) until it works or the daemon stops; then the next start does it.
+    fn publish(&self, staged: &Staged) -> Result<()> {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+        loop {
+            let Err(e) = self.spool.publish(staged, Queue::Inbox) else {
+                return Ok(());
+            };
+            if self.cancel.is_cancelled() {
+                return Err(e.context("stopping with received files still staged"));
+            }
+            tracing::debug!("cannot move received files into inbox/ yet: {e:#}");
+            self.pause(backoff.next_delay());
         }
     }
 
@@ -257,6 +323,7 @@ impl InboxWriter {
 
     fn upkeep(&mut self) {
         self.counts.log(true);
+
         if self.last_prune.elapsed() < PRUNE_EVERY {
             return;
         }
@@ -325,65 +392,5 @@ impl Counts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::message::Priority;
-
-    /// A writer thread on `spool` and the acks it sends.
-    fn start(spool: &Spool) -> (InboxInput, mpsc::Receiver<Vec<Uuid>>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(16);
-        let (hooks, _task) = Hooks::start(1, Duration::from_secs(5), CancellationToken::new());
-        let week = Duration::from_secs(7 * 86_400);
-        let writer =
-            InboxWriter::open(spool.clone(), week, tx, hooks, CancellationToken::new()).unwrap();
-        let (input, gone) = writer.spawn().unwrap();
-        (input, rx, gone)
-    }
-
-    #[tokio::test]
-    async fn a_message_is_written_once_even_after_its_file_is_deleted() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
-
-        let (input, mut acks, gone) = start(&spool);
-        input.deliver(vec![msg.clone(), msg.clone()]).await.unwrap();
-        assert_eq!(acks.recv().await.unwrap(), vec![msg.id, msg.id]);
-        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
-        drop(input);
-        gone.cancelled().await;
-
-        spool.remove(Queue::Inbox, &msg.file_name()).unwrap();
-        let (input, mut acks, _gone) = start(&spool);
-        input.deliver(vec![msg.clone()]).await.unwrap();
-        // Still acked: the hub re-sent it because an earlier ack was lost.
-        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
-        assert!(spool.list(Queue::Inbox).unwrap().is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_batch_that_cannot_be_written_is_retried_and_acked_only_once_written() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let inbox = spool.dir(Queue::Inbox);
-        // inbox/ replaced by a file: no file can be renamed into it.
-        std::fs::remove_dir(&inbox).unwrap();
-        std::fs::write(&inbox, b"").unwrap();
-        let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
-
-        let (input, mut acks, _gone) = start(&spool);
-        input.deliver(vec![msg.clone()]).await.unwrap();
-        // The writer keeps the batch (the next turn waits) and acks nothing.
-        let next = tokio::time::timeout(Duration::from_millis(300), input.turn()).await;
-        assert!(
-            next.is_err(),
-            "the writer let go of a batch it could not write"
-        );
-        assert!(acks.try_recv().is_err());
-
-        std::fs::remove_file(&inbox).unwrap();
-        std::fs::create_dir(&inbox).unwrap();
-        assert_eq!(acks.recv().await.unwrap(), vec![msg.id]);
-        assert_eq!(spool.list(Queue::Inbox).unwrap(), vec![msg.file_name()]);
-    }
-}
+#[path = "inbox_tests.rs"]
+mod tests;

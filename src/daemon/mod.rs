@@ -57,6 +57,7 @@ pub async fn run(
     let (spool, lock) = tokio::task::spawn_blocking(move || -> Result<_> {
         let spool = Spool::open(&base)?;
         let lock = spool.lock_daemon()?;
+        spool.remove_crash_leftovers();
         Ok((spool, lock))
     })
     .await

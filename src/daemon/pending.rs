@@ -2,13 +2,13 @@
 //! as a hard link to its inbox file in `<base>/.hooks-pending/`, so a hook that
 //! was still queued when the daemon stopped or crashed runs after the restart.
 //!
-//! The link is made once the message is in the ledger and removed just before
-//! its hook starts, so each hook runs at most once and a queued one is not
-//! forgotten. A link costs no data write, and the directory is fsynced once
+//! The link is made to the staged file before the ledger entry (the commit;
+//! see [`crate::spool::Staged`]), and removed once its hook process has started, so a queued hook is never
+//! forgotten and a started one is not started again. A link costs no data write, and the directory is fsynced once
 //! per batch; it also keeps the message readable for the hook if a program
 //! consumed the inbox file first.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -47,22 +47,18 @@ pub struct Owed {
     pub mark: Mark,
 }
 
-/// Records that the inbox files `names` still owe their hooks a run; one
-/// mark per name, `None` for a file already consumed. Blocking.
-pub fn record(spool: &Spool, names: &[&str]) -> Result<Vec<Option<Mark>>> {
+/// Records that the staged files `files` (path, inbox name) still owe their
+/// hooks a run: one mark per file. Blocking.
+pub fn record(spool: &Spool, files: &[(&Path, &str)]) -> Result<Vec<Option<Mark>>> {
     let pending = dir(spool);
     std::fs::create_dir_all(&pending).with_context(|| format!("creating {}", pending.display()))?;
-    let mut marks = Vec::with_capacity(names.len());
-    for name in names {
+    let mut marks = Vec::with_capacity(files.len());
+    for (source, name) in files {
         let mark = pending.join(name);
-        let linked = match std::fs::hard_link(spool.path(Queue::Inbox, name), &mark) {
-            Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => true,
-            // Consumed already (the hook still runs now, from memory).
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(e).with_context(|| format!("linking {}", mark.display())),
-        };
-        marks.push(linked.then_some(Mark(mark)));
+        // A mark left by an attempt that failed before its commit is replaced.
+        let _ = std::fs::remove_file(&mark);
+        std::fs::hard_link(source, &mark).with_context(|| format!("linking {}", mark.display()))?;
+        marks.push(Some(Mark(mark)));
     }
     if marks.iter().any(Option::is_some) {
         sync_dir(&pending)?;
@@ -129,8 +125,9 @@ mod tests {
             .write(Queue::Inbox, &name, &m.to_json_bytes())
             .unwrap();
 
-        let marks = record(&spool, &[name.as_str(), "gone.json"]).unwrap();
-        assert!(marks[0].is_some() && marks[1].is_none());
+        let file = spool.path(Queue::Inbox, &name);
+        let marks = record(&spool, &[(file.as_path(), name.as_str())]).unwrap();
+        assert!(marks[0].is_some());
         // The consumer deletes the inbox file; the hook is still owed, with its message.
         std::fs::remove_file(spool.path(Queue::Inbox, &name)).unwrap();
         let jobs = owed(&spool);

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{ItemStatus, MAX_BATCH, MAX_BODY_BYTES};
 use crate::client::{ClientError, HubClient};
 use crate::message::{check_size, Draft, Fill, Priority};
-use crate::spool::{Queue, Spool};
+use crate::spool::{read_entry, Entry, Queue, Spool};
 
 /// An unparseable file may still be being written by a careless program;
 /// it goes to failed/ only when it still fails this long after first seen.
@@ -200,11 +200,15 @@ fn scan(spool: &Spool, host: &str, max_bytes: u64) -> Result<Scan> {
             out.more = true;
             break;
         }
-        let bytes = match std::fs::read(spool.path(Queue::Outbox, &name)) {
-            Ok(b) => b,
+        // Whatever the entry is, it is refused on its own and never blocks the others.
+        let bytes = match read_entry(&spool.path(Queue::Outbox, &name), max_bytes) {
+            Entry::Bytes(b) => b,
             // Taken away meanwhile (e.g. `mesync flush`): nothing to send.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e).map_err(|e| anyhow::anyhow!("reading outbox/{name}: {e}")),
+            Entry::Gone => continue,
+            Entry::Refused(why) => {
+                out.refused.push((name, why));
+                continue;
+            }
         };
         match prepare(spool, host, max_bytes, &name, &bytes) {
             Ok(r) => {
@@ -251,11 +255,11 @@ fn prepare(
     })
 }
 
-/// Moves sent files to sent/ (one directory fsync for all) and refused ones to failed/.
+/// Moves sent files to sent/ (an archive: no fsync) and refused ones to failed/.
 fn route(spool: &Spool, to_sent: Vec<String>, to_fail: Vec<(String, String)>) -> Result<()> {
-    // A crash before the move is durable only brings files back to outbox/;
+    // A crash before the move is on disk only brings files back to outbox/;
     // the hub then answers "duplicate" and they move again.
-    let moved = spool.move_batch(Queue::Outbox, &to_sent, Queue::Sent)?;
+    let moved = spool.archive_batch(Queue::Outbox, &to_sent, Queue::Sent)?;
     tracing::debug!(moved, "archived sent files");
     for (name, why) in to_fail {
         tracing::warn!(file = %name, reason = %why, "moved to failed/");

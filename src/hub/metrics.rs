@@ -20,6 +20,8 @@ pub struct Metrics {
     pub delivered: AtomicU64,
     pub acked: AtomicU64,
     pub expired: AtomicU64,
+    /// Records the store found damaged at start and did not replay.
+    pub store_corrupt_records: AtomicU64,
     durations: DashMap<String, Histogram>,
 }
 
@@ -92,6 +94,13 @@ impl Metrics {
                 counter.load(Ordering::Relaxed)
             );
         }
+        out.push_str("# HELP mesync_store_corrupt_records_total Store records that failed their checksum or did not decode at start, not replayed.\n");
+        out.push_str("# TYPE mesync_store_corrupt_records_total counter\n");
+        let _ = writeln!(
+            out,
+            "mesync_store_corrupt_records_total {}",
+            self.store_corrupt_records.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP mesync_pending Unacked messages queued per host.\n");
         out.push_str("# TYPE mesync_pending gauge\n");
         for (host, n) in pending {

@@ -27,12 +27,14 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::kinds::StoreKind;
 use crate::config::HubConfig;
 use activity::Activity;
 use error::ApiError;
 use metrics::Metrics;
 use presence::Presence;
 use store::file::{FileConfig, FileStore};
+use store::nats::{NatsConfig, NatsStore};
 use store::Store;
 
 /// What every request handler shares.
@@ -122,7 +124,15 @@ pub async fn serve(
     // Our own token: stopping the hub (also when its store dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
-    let hub = open(&cfg, stop.clone()).await?;
+    // Opening can wait long (a NATS cluster that is not up yet): a stop
+    // asked for meanwhile ends it.
+    let hub = tokio::select! {
+        hub = open(&cfg, stop.clone()) => hub?,
+        () = stop.cancelled() => {
+            tracing::info!("hub stopped before its store was ready");
+            return Ok(());
+        }
+    };
     let store = hub.store.clone();
     let broken = store.broken();
     let activity = tokio::spawn(hub.activity.clone().follow(
@@ -170,14 +180,31 @@ async fn open(cfg: &HubConfig, stop: CancellationToken) -> anyhow::Result<Arc<Hu
         cfg.token.as_deref(),
         cfg.tokens_file.clone(),
     )?);
-    let file = FileConfig {
-        dir: cfg.data_dir.clone(),
-        retention: cfg.retention,
-        dedupe_window: cfg.dedupe_window,
+    let store: Arc<dyn Store> = match &cfg.store {
+        StoreKind::File => {
+            let file = FileConfig {
+                dir: cfg.data_dir.clone(),
+                retention: cfg.retention,
+                dedupe_window: cfg.dedupe_window,
+                repair: cfg.repair,
+            };
+            Arc::new(FileStore::open(file, metrics.clone()).await?)
+        }
+        StoreKind::Nats(urls) => Arc::new(
+            NatsStore::open(
+                NatsConfig {
+                    urls: urls.clone(),
+                    replicas: cfg.store_replicas,
+                    retention: cfg.retention,
+                    dedupe_window: cfg.dedupe_window,
+                },
+                metrics.clone(),
+            )
+            .await?,
+        ),
     };
-    let store = FileStore::open(file, metrics.clone()).await?;
     Ok(Arc::new(Hub {
-        store: Arc::new(store),
+        store,
         presence: Arc::default(),
         metrics,
         activity: Arc::default(),

@@ -102,7 +102,7 @@ pub fn lock_pid_file(path: &Path, held: impl FnOnce(&str) -> String) -> Result<F
         .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    if !try_flock(&file) {
+    if !flock_unless_alive(&file, path) {
         let holder = fs::read_to_string(path).unwrap_or_default();
         anyhow::bail!(held(holder.trim()));
     }
@@ -110,6 +110,46 @@ pub fn lock_pid_file(path: &Path, held: impl FnOnce(&str) -> String) -> Result<F
         .and_then(|()| writeln!(file, "{}", std::process::id()))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(file)
+}
+
+/// How long a lock whose holder is dead may still take to be released: the
+/// kernel closes a killed process's files a few ms after it is reaped.
+const DEAD_HOLDER_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Takes the lock; while it is held by a process that no longer exists (a
+/// restart right after `kill -9`), tries again for a short bounded time.
+fn flock_unless_alive(file: &File, path: &Path) -> bool {
+    let until = std::time::Instant::now() + DEAD_HOLDER_GRACE;
+    loop {
+        if try_flock(file) {
+            return true;
+        }
+        let holder = fs::read_to_string(path).unwrap_or_default();
+        let dead = holder.trim().parse::<i32>().is_ok_and(|pid| !alive(pid));
+        if !dead || std::time::Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// Whether a process `pid` exists (a zombie counts as gone).
+pub(super) fn alive(pid: i32) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists.
+    let exists = unsafe { libc::kill(pid, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    if !exists {
+        return false;
+    }
+    // A zombie (killed, not yet reaped) holds no files any more soon.
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next());
+    !matches!(state, Some('Z' | 'X'))
 }
 
 fn try_flock(file: &File) -> bool {
@@ -138,5 +178,27 @@ mod tests {
         assert_eq!(spool.daemon_holder(), None);
         assert_eq!(spool.daemon_hub(), None);
         assert!(!tmp.path().join(HUB_FILE).exists());
+    }
+
+    #[test]
+    fn a_lock_whose_holder_died_is_taken_once_released() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("x.lock");
+        let held = lock_pid_file(&path, |pid| pid.to_string()).unwrap();
+        // The holder's pid names no process (above any pid_max), as after
+        // kill -9 while the kernel has not closed its files yet. No child is
+        // spawned here: a fork would share the lock of the other test.
+        fs::write(&path, "2147483646\n").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+        });
+        let file = lock_pid_file(&path, |pid| format!("held by {pid}"));
+        release.join().unwrap();
+        assert!(file.is_ok(), "{:?}", file.err());
+        assert_eq!(
+            fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
     }
 }

@@ -7,7 +7,9 @@
 //! always in exactly one queue. The locks that keep a second daemon off a
 //! base dir (and a second hub off a data dir) are in [`lock`].
 
+mod entry;
 mod lock;
+mod staged;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -17,7 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
+pub use entry::{read_entry, Entry};
 pub use lock::{lock_pid_file, DaemonLock};
+pub use staged::Staged;
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
 const TMP_DIR: &str = ".tmp";
@@ -114,42 +118,12 @@ impl Spool {
 
     /// Writes several files into `q`: each is complete and durable before any
     /// becomes visible, they appear in the order given, and the directory is
-    /// fsynced once for all of them. Each file still needs its own fsync;
-    /// fsyncs issued together share the file system's journal commits, so a
-    /// large batch stages its temp files on a few threads.
+    /// fsynced once for all of them.
     pub fn write_batch(&self, q: Queue, files: &[(String, Vec<u8>)]) -> Result<()> {
-        let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
-        let chunk = files.len().div_ceil(writers).max(1);
-        let results: Vec<Result<PathBuf>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = files
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(name, bytes)| self.write_tmp(name, bytes))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .flat_map(|h| match h.join() {
-                    Ok(part) => part,
-                    Err(_) => vec![Err(anyhow::anyhow!("a file writer thread panicked"))],
-                })
-                .collect()
-        });
         // A failed batch leaves no temp file behind: a writer that retries
         // (a full disk) must not fill the temp dir meanwhile.
         let mut staged = Vec::with_capacity(files.len());
-        let mut failed = None;
-        for r in results {
-            match r {
-                Ok(tmp) => staged.push(tmp),
-                Err(e) => failed = failed.or(Some(e)),
-            }
-        }
-        if let Some(e) = failed {
+        if let Err(e) = self.write_synced(files, &|name| self.tmp_path(name), &mut staged) {
             staged.iter().for_each(|tmp| drop(fs::remove_file(tmp)));
             return Err(e);
         }
@@ -167,10 +141,13 @@ impl Spool {
         Ok(())
     }
 
-    /// Moves each of `names` from `from/` to `to/`, then fsyncs both
-    /// directories once. Names already gone from `from/` are skipped; returns
-    /// how many moved.
-    pub fn move_batch(&self, from: Queue, names: &[String], to: Queue) -> Result<usize> {
+    /// Moves each of `names` from `from/` to `to/` without waiting for the
+    /// disk: only for archiving what needs no promise (sent/). After a crash
+    /// a file may be back in `from/`; a sent file then goes to the hub again,
+    /// which answers "duplicate" (and receivers' ledgers know its id), so
+    /// nothing is doubled. Names already gone from `from/` are skipped;
+    /// returns how many moved.
+    pub fn archive_batch(&self, from: Queue, names: &[String], to: Queue) -> Result<usize> {
         let mut moved = 0;
         for name in names {
             match fs::rename(self.path(from, name), self.path(to, name)) {
@@ -178,10 +155,6 @@ impl Spool {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e).with_context(|| format!("moving {from}/{name} to {to}/")),
             }
-        }
-        if moved > 0 {
-            sync_dir(&self.dir(to))?;
-            sync_dir(&self.dir(from))?;
         }
         Ok(moved)
     }
@@ -240,15 +213,91 @@ impl Spool {
         Ok(())
     }
 
+    /// Removes the temp files a crash left in the hidden temp dir: those of
+    /// processes no longer alive (a `mesync send` running now keeps its own).
+    /// Call it holding the daemon lock. Blocking; returns how many went.
+    pub fn remove_crash_leftovers(&self) -> usize {
+        let dir = self.base.join(TMP_DIR);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let writer = name
+                .to_str()
+                .and_then(|n| n.split('.').next()?.parse::<i32>().ok());
+            if writer.is_some_and(lock::alive) {
+                continue;
+            }
+            if fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, dir = %dir.display(), "removed temp files left by a crash");
+        }
+        removed
+    }
+
     fn write_tmp(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+        create_or_clean(self.tmp_path(name), bytes)
+    }
+
+    /// A fresh name in the temp dir for a file to be called `name`.
+    fn tmp_path(&self, name: &str) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = self
-            .base
+        self.base
             .join(TMP_DIR)
-            .join(format!("{}.{n}.{name}", std::process::id()));
-        create_synced(&tmp, bytes)?;
-        Ok(tmp)
+            .join(format!("{}.{n}.{name}", std::process::id()))
+    }
+
+    /// Creates each file at `path_for(name)`, durably, pushing each path to
+    /// `staged` in order. A small batch is written on the calling thread; a
+    /// larger one on a few threads, as fsyncs issued together share the file
+    /// system's journal commits.
+    fn write_synced(
+        &self,
+        files: &[(String, Vec<u8>)],
+        path_for: &(dyn Fn(&str) -> PathBuf + Sync),
+        staged: &mut Vec<PathBuf>,
+    ) -> Result<()> {
+        let writers = (files.len() / FILES_PER_WRITER).clamp(1, MAX_WRITERS);
+        if writers == 1 {
+            for (name, bytes) in files {
+                staged.push(create_or_clean(path_for(name), bytes)?);
+            }
+            return Ok(());
+        }
+        let chunk = files.len().div_ceil(writers);
+        let parts: Vec<Vec<Result<PathBuf>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = files
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|(name, bytes)| create_or_clean(path_for(name), bytes))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| match h.join() {
+                    Ok(part) => part,
+                    Err(_) => vec![Err(anyhow::anyhow!("a file writer thread panicked"))],
+                })
+                .collect()
+        });
+        let mut failed = None;
+        for r in parts.into_iter().flatten() {
+            match r {
+                Ok(tmp) => staged.push(tmp),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -290,6 +339,18 @@ pub fn warn_if_readable(dir: &Path, what: &str) {
     }
 }
 
+/// [`create_synced`], removing what it left if it failed: a full disk must
+/// not fill a directory with halves.
+fn create_or_clean(path: PathBuf, bytes: &[u8]) -> Result<PathBuf> {
+    match create_synced(&path, bytes) {
+        Ok(_) => Ok(path),
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            Err(e)
+        }
+    }
+}
+
 /// Names mesync treats as messages: `*.json`, not hidden (foreign writers use
 /// dot-files or other suffixes while a file is incomplete).
 pub fn is_message_file(name: &str) -> bool {
@@ -312,76 +373,4 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn open_creates_base_0700_and_queues() {
-        let tmp = tempfile::tempdir().unwrap();
-        let base = tmp.path().join("base");
-        let spool = Spool::open(&base).unwrap();
-        let mode = fs::metadata(&base).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o700);
-        for q in Queue::ALL {
-            assert!(spool.dir(q).is_dir());
-        }
-        assert!(spool.hooks_dir().is_dir());
-    }
-
-    #[test]
-    fn write_leaves_no_temp_file_and_list_skips_hidden() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        spool.write(Queue::Outbox, "b.json", b"{}").unwrap();
-        spool.write(Queue::Outbox, "a.json", b"{}").unwrap();
-        fs::write(spool.path(Queue::Outbox, ".c.json"), b"{").unwrap();
-        fs::write(spool.path(Queue::Outbox, "d.json.tmp"), b"{").unwrap();
-        assert_eq!(spool.list(Queue::Outbox).unwrap(), vec!["a.json", "b.json"]);
-        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn fail_writes_error_sibling_and_remove_drops_it() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        spool.write(Queue::Outbox, "a.json", b"x").unwrap();
-        spool.fail(Queue::Outbox, "a.json", "type: bad").unwrap();
-        assert!(spool.list(Queue::Outbox).unwrap().is_empty());
-        let err = fs::read_to_string(spool.path(Queue::Failed, "a.json.error")).unwrap();
-        assert!(err.contains("type: bad"));
-        spool.remove(Queue::Failed, "a.json").unwrap();
-        assert_eq!(fs::read_dir(spool.dir(Queue::Failed)).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn a_failed_write_batch_leaves_no_temp_file() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        fs::remove_dir(spool.dir(Queue::Inbox)).unwrap();
-        let files: Vec<_> = (0..3).map(|i| (format!("{i}.json"), vec![b'1'])).collect();
-        assert!(spool.write_batch(Queue::Inbox, &files).is_err());
-        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn write_batch_makes_all_files_visible() {
-        let tmp = tempfile::tempdir().unwrap();
-        let spool = Spool::open(tmp.path()).unwrap();
-        let files: Vec<_> = (0..5).map(|i| (format!("{i}.json"), vec![b'1'])).collect();
-        spool.write_batch(Queue::Inbox, &files).unwrap();
-        assert_eq!(spool.list(Queue::Inbox).unwrap().len(), 5);
-        let many: Vec<_> = (0..300)
-            .map(|i| (format!("m{i:03}.json"), vec![b'2']))
-            .collect();
-        spool.write_batch(Queue::Inbox, &many).unwrap();
-        assert_eq!(spool.list(Queue::Inbox).unwrap().len(), 305);
-        assert_eq!(fs::read_dir(tmp.path().join(TMP_DIR)).unwrap().count(), 0);
-        let names: Vec<String> = many.iter().map(|(n, _)| n.clone()).collect();
-        assert_eq!(
-            spool.move_batch(Queue::Inbox, &names, Queue::Sent).unwrap(),
-            300
-        );
-        assert_eq!(spool.list(Queue::Sent).unwrap().len(), 300);
-    }
-}
+mod tests;

@@ -96,11 +96,22 @@ pub fn lines(path: &Path) -> Vec<String> {
 
 /// Writes `n` messages from `m` into its outbox/, atomically, returning their ids.
 pub fn fill_outbox(m: &Machine, kind: &str, target: Option<&str>, n: usize) -> Vec<String> {
-    let spool = Spool::open(&m.base).unwrap();
+    fill_outbox_at(&m.base, &m.host, kind, target, n)
+}
+
+/// [`fill_outbox`] for the base dir `base` of host `host`.
+pub fn fill_outbox_at(
+    base: &Path,
+    host: &str,
+    kind: &str,
+    target: Option<&str>,
+    n: usize,
+) -> Vec<String> {
+    let spool = Spool::open(base).unwrap();
     let files: Vec<(String, Vec<u8>)> = (0..n)
         .map(|i| {
             let payload = serde_json::json!({ "n": i });
-            let msg = Message::new(kind, &m.host, target, Priority::Normal, payload).unwrap();
+            let msg = Message::new(kind, host, target, Priority::Normal, payload).unwrap();
             (msg.file_name(), msg.to_json_bytes())
         })
         .collect();

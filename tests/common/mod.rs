@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod daemon;
+pub mod nats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,8 +22,13 @@ pub const NO_HUB: &str = "http://127.0.0.1:1";
 /// What `mesync serve` and `mesync start --with-hub` print once bound.
 const LISTENING: &str = "hub listening on ";
 
+/// The binary under test; `MESYNC_TEST_BIN` names another copy, so a long
+/// run (the chaos run) is not changed under it by a rebuild.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_mesync")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("MESYNC_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_mesync").into())
+    })
 }
 
 /// Waits until `cond` holds, panicking with `what` after `timeout`.
@@ -275,6 +281,10 @@ pub struct Hub {
     pub port: u16,
     pub base: PathBuf,
     pub token: Option<String>,
+    /// With `MESYNC_TEST_STORE=nats`: the lone NATS server this hub uses.
+    pub nats: Option<nats::Cluster>,
+    /// The `store` setting, kept for restarts ("file" by default).
+    pub store: String,
     _tmp: tempfile::TempDir,
 }
 
@@ -284,7 +294,22 @@ impl Hub {
     }
 
     /// Starts a hub with extra environment variables (e.g. `MESYNC_TOKEN`).
+    /// Under `MESYNC_TEST_STORE=nats` the hub stores in a NATS server of its own.
     pub fn start_with(env: &[(&str, &str)]) -> Hub {
+        if nats::wanted() {
+            let cluster = nats::Cluster::start(1);
+            let mut hub = Self::start_on(&cluster.store_url(), env);
+            hub.nats = Some(cluster);
+            return hub;
+        }
+        Self::start_on("file", env)
+    }
+
+    /// Starts a hub with `store` (`file`, or NATS URLs shared with other hubs).
+    pub fn start_on(store: &str, env: &[(&str, &str)]) -> Hub {
+        let mut env = env.to_vec();
+        env.push(("MESYNC_STORE", store));
+        let env = &env[..];
         let tmp = tempfile::tempdir().expect("temp dir");
         let base = tmp.path().join("hubbase");
         let token = env
@@ -299,10 +324,17 @@ impl Hub {
             port: addr.port(),
             base,
             token,
+            nats: None,
+            store: store.to_string(),
             _tmp: tmp,
         };
         hub.wait_healthy();
         hub
+    }
+
+    /// Whether this hub stores in NATS JetStream.
+    pub fn on_nats(&self) -> bool {
+        self.store.starts_with("nats://")
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -314,6 +346,10 @@ impl Hub {
     /// it died, but another socket may take it for a moment (as the local
     /// port of some connection): a hub that cannot bind is started again.
     pub fn restart(&mut self, env: &[(&str, &str)]) {
+        let store = self.store.clone();
+        let mut env = env.to_vec();
+        env.push(("MESYNC_STORE", &store));
+        let env = &env[..];
         let bind = format!("127.0.0.1:{}", self.port);
         let mut last = String::new();
         let what = format!("the hub to restart on {bind}");

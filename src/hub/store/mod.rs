@@ -29,6 +29,7 @@
 //!   entry per message: bodies are read back from durable storage.
 
 pub mod file;
+pub mod nats;
 
 use std::sync::Arc;
 

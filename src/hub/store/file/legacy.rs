@@ -172,7 +172,7 @@ impl OldState {
 fn convert(old: &[(u64, PathBuf)], window_start: i64) -> Result<(Vec<u8>, String)> {
     let mut state = OldState::default();
     for (id, path) in old {
-        let read = read_lines(*id, path)?;
+        let read = read_lines(*id, path, true)?;
         for (n, (line, _, _)) in read.iter().enumerate() {
             let parsed = serde_json::from_slice::<Line>(line).map_err(|e| e.to_string());
             if let Err(e) = parsed.and_then(|l| state.apply(l)) {
@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(converted.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [3]);
         let text = fs::read_to_string(&converted[0].1).unwrap();
         assert!(
-            text.starts_with(r#"{"op":"log","format":2,"next_seq":12}"#),
+            text.starts_with(r#"{"op":"log","format":2,"next_seq":12,"crc":"#),
             "{text}"
         );
         // As if the hub died after the rename, before deleting the old ones.

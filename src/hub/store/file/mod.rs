@@ -14,16 +14,19 @@ mod compact;
 mod cursor;
 mod legacy;
 mod log;
+mod manifest;
 mod model;
 mod open;
 mod plan;
 mod read;
 mod records;
+#[cfg(test)]
+mod records_properties;
 mod segments;
 mod slots;
 #[cfg(test)]
 mod tests;
-mod wakes;
+pub(super) mod wakes;
 mod writer;
 
 use std::path::PathBuf;
@@ -60,6 +63,8 @@ pub struct FileConfig {
     pub dir: PathBuf,
     pub retention: Duration,
     pub dedupe_window: Duration,
+    /// Start even with a segment missing or torn, logging what is lost.
+    pub repair: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,10 +115,12 @@ impl FileStore {
             dedupe_window_ms: millis(cfg.dedupe_window),
         };
         let window_start = now_ms() - limits.dedupe_window_ms;
-        let dir = cfg.dir.clone();
-        let (model, segments) = tokio::task::spawn_blocking(move || open::open(&dir, window_start))
-            .await
-            .context("opening the hub store")??;
+        let (dir, repair) = (cfg.dir.clone(), cfg.repair);
+        let (model, segments, damage) =
+            tokio::task::spawn_blocking(move || open::open(&dir, window_start, repair))
+                .await
+                .context("opening the hub store")??;
+        crate::hub::metrics::add(&metrics.store_corrupt_records, damage.corrupt);
         let head = model.head();
         let shared = Arc::new(Shared {
             model: RwLock::new(model),

@@ -13,6 +13,12 @@
 //! {"op":"expire","through":8}
 //! ```
 //!
+//! Each line ends in `"crc":N`, the CRC32C of the line as it would be
+//! without that field (`{"op":...}`), so replay can tell a record that was
+//! changed on disk from a good one while the file stays plain JSON lines
+//! (`jq 'del(.crc)'` gives back the checksummed text). Lines without it,
+//! written before checksums, are read as they are.
+//!
 //! `log` opens every segment (format 2; `next_seq` is the lowest sequence
 //! number not yet issued; `"compacted":true` on a segment compaction
 //! rewrote to the messages still needed). `host` states a host's whole cursor (segment
@@ -117,17 +123,59 @@ pub struct Expiry {
     pub through: u64,
 }
 
-/// Appends `rec` as one line.
+/// Appends `rec` as one line, its checksum last.
 pub fn encode(rec: &Record<'_>, buf: &mut Vec<u8>) -> serde_json::Result<()> {
+    let start = buf.len();
     serde_json::to_writer(&mut *buf, rec)?;
-    buf.push(b'\n');
+    let crc = crc32c::crc32c(&buf[start..]);
+    // Every record is an object: its closing brace moves after the checksum.
+    buf.pop();
+    buf.extend_from_slice(format!(",{CRC_KEY}{crc}}}\n").as_bytes());
     Ok(())
 }
 
+const CRC_KEY: &str = "\"crc\":";
+
+/// How a line's checksum compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checksum {
+    Good,
+    /// A line written before checksums.
+    Absent,
+}
+
+/// Checks the line's trailing `"crc":N` against the rest of it.
+pub fn verify(line: &[u8]) -> Result<Checksum, String> {
+    let Some(body) = line.strip_suffix(b"}") else {
+        return Err("not a JSON object".into());
+    };
+    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let Some(head) = body[..body.len() - digits].strip_suffix(CRC_KEY.as_bytes()) else {
+        return Ok(Checksum::Absent);
+    };
+    let Some(head) = head.strip_suffix(b",") else {
+        return Err("a \"crc\" field in the wrong place".into());
+    };
+    let stored: u32 = std::str::from_utf8(&body[body.len() - digits..])
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or("a \"crc\" that is not a 32-bit number")?;
+    let actual = crc32c::crc32c_append(crc32c::crc32c(head), b"}");
+    if actual != stored {
+        return Err(format!(
+            "checksum mismatch (stored {stored}, computed {actual}): the line was changed on disk"
+        ));
+    }
+    Ok(Checksum::Good)
+}
+
 /// Decodes one line (without its newline), saying what is wrong with it if
-/// it cannot be used. Host ids must pass the host-id rule, so a damaged or
-/// hostile file can never name a path.
+/// it cannot be used: its checksum must match when it has one, and host ids
+/// must pass the host-id rule, so a damaged or hostile file can never name
+/// a path.
 pub fn decode(line: &[u8]) -> Result<Record<'_>, String> {
+    verify(line)?;
+    // The "crc" field is read past like any unknown field.
     let rec: Record = serde_json::from_slice(line).map_err(|e| e.to_string())?;
     let check =
         |field: &'static str, h: &str| validate_host_id(field, h).map_err(|e| e.to_string());
@@ -254,6 +302,7 @@ mod tests {
         ];
         for rec in &recs {
             let bytes = line(rec);
+            assert_eq!(verify(&bytes), Ok(Checksum::Good));
             assert!(
                 bytes.starts_with(b"{\"op\":"),
                 "{}",
@@ -282,5 +331,26 @@ mod tests {
         assert!(decode(br#"{"op":"ack","host":"b"}"#)
             .unwrap_err()
             .contains("seqs"));
+    }
+
+    #[test]
+    fn a_changed_byte_fails_the_checksum_and_old_lines_still_read() {
+        let rec = Record::Ack(AckRecord {
+            host: "b".into(),
+            seqs: vec![18],
+        });
+        let good = line(&rec);
+        let text = String::from_utf8(good.clone()).unwrap();
+        assert!(
+            text.starts_with(r#"{"op":"ack","host":"b","seqs":[18],"crc":"#),
+            "{text}"
+        );
+        let changed = text.replace("[18]", "[19]");
+        let err = decode(changed.as_bytes()).unwrap_err();
+        assert!(err.contains("checksum"), "{err}");
+        // What jq sees without the checksum is the checksummed text.
+        let stripped = text.split(",\"crc\"").next().unwrap().to_string() + "}";
+        assert_eq!(verify(stripped.as_bytes()), Ok(Checksum::Absent));
+        assert!(decode(stripped.as_bytes()).is_ok());
     }
 }

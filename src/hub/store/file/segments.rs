@@ -7,8 +7,9 @@
 //! every roll begins a new segment with a header that states every cursor, so
 //! an older segment is only needed for its messages: compaction rewrites it
 //! to those still needed (a new file renamed over it, so a crash leaves the
-//! old or the new one, never half) or deletes it. A torn last line (a crash
-//! mid-write) is cut off with a warning.
+//! old or the new one, never half) or deletes it. A torn last line of the
+//! newest segment (a crash mid-write) is cut off with a warning; anywhere
+//! else it is damage, and the hub does not start without `--repair`.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::manifest::Manifest;
 use crate::spool::{create_synced, sync_dir};
 
 /// A segment is closed and a new one begun past this size.
@@ -72,6 +74,8 @@ pub struct Segments {
     closed: VecDeque<Segment>,
     active: Segment,
     file: File,
+    /// What `store.json` says; saved whenever the list of segments changes.
+    manifest: Manifest,
 }
 
 impl Segments {
@@ -110,17 +114,39 @@ impl Segments {
         Ok((lock, found))
     }
 
-    /// Begins a new active segment after `closed`, starting with `header`.
-    pub fn begin(dir: &Path, lock: File, closed: Vec<Segment>, header: &[u8]) -> Result<Segments> {
+    /// Begins a new active segment after `closed`, starting with `header`,
+    /// and lists them all in the manifest.
+    pub fn begin(
+        dir: &Path,
+        lock: File,
+        closed: Vec<Segment>,
+        header: &[u8],
+        mut manifest: Manifest,
+    ) -> Result<Segments> {
         let next = closed.last().map_or(1, |s| s.id + 1);
         let (active, file) = create_segment(dir, next, header)?;
+        manifest.segments = closed.iter().map(|s| s.id).chain([active.id]).collect();
+        manifest.save(dir)?;
         Ok(Segments {
             dir: dir.to_path_buf(),
             _lock: lock,
             closed: closed.into(),
             active,
             file,
+            manifest,
         })
+    }
+
+    /// Keeps the manifest's high-water mark above `next_seq` (see `manifest.rs`).
+    pub fn reserve(&mut self, next_seq: u64) -> Result<()> {
+        self.manifest.reserve(&self.dir, next_seq).map(drop)
+    }
+
+    /// At a clean stop, with every record durable: the mark becomes exactly
+    /// `next_seq`, so a restart does not skip the reserve.
+    pub fn settle(&mut self, next_seq: u64) -> Result<()> {
+        self.manifest.seq_reserved = next_seq;
+        self.manifest.save(&self.dir)
     }
 
     pub fn dir(&self) -> &Path {
@@ -164,6 +190,12 @@ impl Segments {
         self.file = file;
         tracing::info!(segment = %old.path.display(), "segment closed");
         self.closed.push_back(old);
+        self.manifest.segments.push(self.active.id);
+        // Unlisted, the new segment is still replayed; only the check that
+        // it is not lost waits for the next successful save.
+        if let Err(e) = self.manifest.save(&self.dir) {
+            tracing::warn!(error = %format!("{e:#}"), "cannot list the new segment in store.json yet");
+        }
         Ok(())
     }
 
@@ -192,6 +224,12 @@ impl Segments {
         };
         let path = self.closed[i].path.clone();
         let Some(tmp) = staged else {
+            // Unlisted first: a crash between the two leaves an unlisted
+            // file, never a listed one missing.
+            let mut manifest = self.manifest.clone();
+            manifest.segments.retain(|s| *s != id);
+            manifest.save(&self.dir)?;
+            self.manifest = manifest;
             fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
             self.closed.remove(i);
             tracing::info!(segment = %path.display(), "segment deleted: nothing in it is needed any more");
@@ -238,7 +276,21 @@ pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
 
 fn create_segment(dir: &Path, id: u64, header: &[u8]) -> Result<(Segment, File)> {
     let path = segment_path(dir, id);
-    let file = create_synced(&path, header)?;
+    // A file by this name can only be what an earlier attempt left when the
+    // disk was full: no segment after the active one holds anything.
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => {}
+    }
+    let file = match create_synced(&path, header) {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = fs::remove_file(&path);
+            return Err(e);
+        }
+    };
     // The new name must survive a crash as well as its contents.
     sync_dir(dir)?;
     let mut seg = Segment::new(id, path);
@@ -264,15 +316,24 @@ impl SegmentLines {
 }
 
 /// The lines of one segment, with their byte offsets. A torn last line is
-/// cut off (only ever the tail of a crash: it was never acknowledged).
-pub fn read_lines(id: u64, path: &Path) -> Result<SegmentLines> {
+/// cut off when `may_cut` (the newest segment: only ever the tail of a
+/// crash, never acknowledged); in any other segment it means damage, and
+/// the error names the file, unless `may_cut` is forced by a repair.
+pub fn read_lines(id: u64, path: &Path, may_cut: bool) -> Result<SegmentLines> {
     let mut bytes = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let mut lines = Vec::new();
     let mut offset = 0;
     while offset < bytes.len() {
         let Some(end) = bytes[offset..].iter().position(|b| *b == b'\n') else {
+            if !may_cut {
+                anyhow::bail!(
+                    "{} ends in an incomplete line although it is not the newest segment: the file was damaged; restore it, or start with `mesync serve --repair` to cut the line off",
+                    path.display()
+                );
+            }
             tracing::warn!(file = %path.display(), line = lines.len() + 1, bytes = bytes.len() - offset,
-                "cutting off an incomplete last line (the hub stopped mid-write; it was never acknowledged)");
+                content = %String::from_utf8_lossy(&bytes[offset..]),
+                "cutting off an incomplete last line");
             truncate(path, offset as u64)?;
             bytes.truncate(offset);
             break;
@@ -311,54 +372,5 @@ pub fn read_at(dir: &Path, locs: &[(u64, u32, u32)]) -> Vec<Option<Vec<u8>>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn torn_last_line_is_cut_and_the_rest_kept() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = tmp.path().join("segment-0000000001.jsonl");
-        fs::write(&path, b"{\"op\":\"log\"}\n{\"op\":\"del").unwrap();
-        let read = read_lines(1, &path).unwrap();
-        assert_eq!(read.lines, [(0, 12)]);
-        assert_eq!(read.seg.bytes, 13);
-        assert_eq!(read.iter().next().unwrap().0, b"{\"op\":\"log\"}");
-        assert_eq!(fs::metadata(&path).unwrap().len(), 13);
-    }
-
-    #[test]
-    fn second_lock_of_a_dir_is_refused_and_temp_files_go() {
-        let tmp = tempfile::tempdir().unwrap();
-        fs::write(tmp.path().join("segment-0000000003.jsonl.tmp"), b"x").unwrap();
-        fs::write(tmp.path().join("segment-0000000002.jsonl"), b"").unwrap();
-        let (_first, found) = Segments::lock(tmp.path()).unwrap();
-        assert_eq!(found.iter().map(|(id, _)| *id).collect::<Vec<_>>(), [2]);
-        assert!(!tmp.path().join("segment-0000000003.jsonl.tmp").exists());
-        let err = Segments::lock(tmp.path()).err().unwrap();
-        assert!(err.to_string().contains("another mesync hub"), "{err}");
-    }
-
-    #[test]
-    fn append_roll_rewrite_and_read_back() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (lock, _) = Segments::lock(tmp.path()).unwrap();
-        let mut segs = Segments::begin(tmp.path(), lock, Vec::new(), b"h\n").unwrap();
-        segs.append(b"one\ntwo\n").unwrap();
-        assert_eq!(segs.active().bytes, 10);
-        segs.roll(b"h\n").unwrap();
-        assert_eq!(segs.active().id, 2);
-        assert_eq!(
-            read_at(tmp.path(), &[(1, 6, 3), (1, 2, 3)]),
-            [Some(b"two".to_vec()), Some(b"one".to_vec())]
-        );
-        let staged = segs.stage(1, b"two\n").unwrap();
-        segs.swap(1, staged).unwrap();
-        assert_eq!(read_at(tmp.path(), &[(1, 0, 3)]), [Some(b"two".to_vec())]);
-        assert!(segs.closed().next().unwrap().compacted);
-        let staged = segs.stage(1, b"").unwrap();
-        segs.swap(1, staged).unwrap();
-        segs.sync().unwrap();
-        assert_eq!(segs.closed().count(), 0);
-        assert_eq!(read_at(tmp.path(), &[(1, 0, 3)]), [None]);
-    }
-}
+#[path = "segments_tests.rs"]
+mod tests;

@@ -95,6 +95,7 @@ fn config(dir: &std::path::Path, dedupe_window: Duration) -> FileConfig {
         dir: dir.to_path_buf(),
         retention: Duration::from_secs(86_400),
         dedupe_window,
+        repair: false,
     }
 }
 

@@ -133,6 +133,11 @@ impl Writer {
             if let Err(e) = self.write(&recs, &model) {
                 tracing::warn!(error = %e, "cannot record last-seen times at shutdown");
             }
+            // Everything issued is durable now: the next start resumes
+            // right after it instead of past the reserve.
+            if let Err(e) = self.segments.settle(self.next_seq) {
+                tracing::warn!(error = %format!("{e:#}"), "cannot lower the sequence high-water mark at shutdown");
+            }
         }
         keep_going
     }
@@ -148,7 +153,11 @@ impl Writer {
             planner.plan(&mut jobs);
             self.next_seq = planner.next_seq;
             let records = planner.records;
-            self.write(&records, &model).map(|locs| (records, locs))
+            // The high-water mark is durable before any number below it is.
+            let reserved = self.segments.reserve(self.next_seq).map_err(|e| {
+                std::io::Error::other(format!("cannot record the sequence high-water mark: {e:#}"))
+            });
+            reserved.and_then(|()| self.write(&records, &model).map(|locs| (records, locs)))
         };
         let (records, locs) = match plan {
             Ok(p) => p,
