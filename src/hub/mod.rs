@@ -146,7 +146,7 @@ pub async fn serve(
             .follow(cfg.reread.clone(), stop.clone()),
     );
     if hub.credentials.is_open() {
-        tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN)");
+        tracing::warn!("hub is open: anyone who can reach {addr} can read and send messages; set token (MESYNC_TOKEN) or tokens_file (docs/security.md)");
     }
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, data_dir = %cfg.data_dir.display(), "hub listening");

@@ -169,6 +169,13 @@ pub fn assert_exactly_once(m: &Machine, ids: &[String]) {
         "{}: ids missing",
         m.host
     );
+    // The ledger is appended once a batch's files are in inbox/: a caller
+    // that waited for the files may look a moment before it.
+    wait_until(
+        &format!("{}: ledger entries", m.host),
+        super::DEADLINE,
+        || ledger_ids(m).len() >= ids.len(),
+    );
     let ledger = ledger_ids(m);
     let unique: HashSet<&String> = ledger.iter().collect();
     assert_eq!(

@@ -15,8 +15,12 @@ use super::segments::read_at;
 use super::Shared;
 use crate::hub::store::{Delivery, StoreError, StoreResult};
 
-/// Messages loaded ahead of what was asked, on a cache miss.
+/// Messages loaded ahead of what was asked, on a cache miss...
 const READ_AHEAD: usize = 256;
+/// ...and at most this many bytes of them: with large messages, many
+/// streams reading at once would otherwise each load 256 bodies (25 MB of
+/// 100 KB messages) to hand out one.
+const READ_AHEAD_BYTES: u64 = 1 << 20;
 
 pub async fn queue(
     shared: &Arc<Shared>,
@@ -41,10 +45,16 @@ pub async fn queue(
         }
         if !missing.is_empty() {
             let ahead = shared.model().queue(host, last, READ_AHEAD);
+            let mut room = READ_AHEAD_BYTES;
             missing.extend(
                 ahead
                     .into_iter()
-                    .filter(|(s, _)| shared.cache.get(*s).is_none()),
+                    .filter(|(s, _)| shared.cache.get(*s).is_none())
+                    .take_while(|(_, loc)| {
+                        let fits = room >= u64::from(loc.len);
+                        room = room.saturating_sub(u64::from(loc.len));
+                        fits
+                    }),
             );
             for (seq, body) in load(shared, missing).await? {
                 shared.cache.loaded(seq, body.clone());
