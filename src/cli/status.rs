@@ -32,7 +32,15 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let spool = Spool::open_existing(&settings.base_dir);
     writeln!(out)?;
     match spool.as_ref().and_then(|s| s.daemon_holder()) {
-        Some(pid) => writeln!(out, "daemon:  running (pid {pid})")?,
+        Some(pid) => {
+            writeln!(out, "daemon:  running (pid {pid})")?;
+            // The daemon names the hub it uses first (it moves on when one
+            // of several stops answering).
+            if let Some(hubs) = spool.as_ref().and_then(|s| s.daemon_hub()) {
+                let in_use = hubs.split(',').next().unwrap_or_default();
+                writeln!(out, "  using the hub at {in_use}")?;
+            }
+        }
         None => writeln!(out, "daemon:  not running")?,
     }
     writeln!(out, "hub:     {hub}")?;
@@ -53,11 +61,14 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn hub_line(settings: &Settings) -> String {
-    let url = &settings.server_url;
     match HubClient::new(&settings.client()) {
         Ok(client) => match client.health().await {
-            Ok(h) => format!("reachable at {url} (version {})", h.version),
-            Err(e) => format!("not reachable at {url}: {e}"),
+            Ok(h) => format!(
+                "reachable at {} (version {})",
+                client.server_url(),
+                h.version
+            ),
+            Err(e) => format!("not reachable at {}: {e}", settings.server_url),
         },
         Err(e) => format!("cannot build a client: {e:#}"),
     }

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::{Context, Result};
 
-pub use lock::{lock_pid_file, DaemonLock};
+pub use lock::{lock_pid_file, write_hub_file, DaemonLock};
 
 /// Hidden directory, inside the base dir, where files are written before the rename.
 const TMP_DIR: &str = ".tmp";
