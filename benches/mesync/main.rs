@@ -7,7 +7,7 @@
 //!
 //! Run with `cargo bench --bench mesync` (or `just bench`); `-- --quick` for
 //! smaller sizes and fewer runs, `-- --runs N` to choose the runs, and row
-//! names (`latency burst ingest broadcast backlog dedupe sse idle binary`) to run only
+//! names (`latency burst ingest broadcast backlog dedupe sse idle binary nats`) to run only
 //! those. It is not part of `cargo test`: performance is measured here and
 //! recorded in BENCHMARKS.md, never asserted in tests. Every load loop is
 //! bounded in count and in time, and only 127.0.0.1 is used.
@@ -21,6 +21,7 @@ mod flow;
 mod footprint;
 mod ingest;
 mod machine;
+mod nats;
 mod redis;
 mod report;
 mod resp;
@@ -45,7 +46,7 @@ pub struct Plan {
     pub idle: Duration,
 }
 
-const ROWS: [&str; 9] = [
+const ROWS: [&str; 10] = [
     "latency",
     "burst",
     "ingest",
@@ -55,6 +56,7 @@ const ROWS: [&str; 9] = [
     "sse",
     "idle",
     "binary",
+    "nats",
 ];
 
 fn main() {
@@ -102,6 +104,9 @@ fn main() {
     }
     if wanted("binary") {
         rows.extend(footprint::binary());
+    }
+    if wanted("nats") {
+        rows.extend(nats::run(&plan));
     }
 
     println!();
