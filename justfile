@@ -18,6 +18,12 @@ run:
 e2e:
     cargo test --test e2e -- --nocapture
 
+# several hubs on NATS JetStream on loopback: 3 NATS nodes, 2 hubs, 3 daemons;
+# shows where messages landed and through which hub, then kills a hub and a
+# NATS node while messages flow (docs/nats.md)
+cluster:
+    cargo test --test cluster -- --nocapture
+
 # the benchmark, with redis-server and the disk's floor measured beside it
 # in the same run (not part of cargo test; about 5 minutes; BENCHMARKS.md)
 bench *ROWS:

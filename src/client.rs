@@ -4,6 +4,8 @@
 //! into [`ClientError::Transient`] (retry later: hub down, timeout, 5xx) or
 //! [`ClientError::Rejected`] (the hub refused the request: do not retry as is).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
@@ -34,16 +36,32 @@ impl ClientError {
     }
 }
 
-#[derive(Debug, Clone)]
+/// What a client tells when it moves to another hub.
+type OnMove = Arc<dyn Fn(&[String]) + Send + Sync>;
+
+#[derive(Clone)]
 pub struct HubClient {
     http: reqwest::Client,
     /// For SSE streams only: gives up on a stream that stays silent (not even
     /// a keepalive comment) for a few keepalive periods, so a connection that
     /// died without a word (hub host gone, NAT timeout) is noticed and replaced.
     stream_http: reqwest::Client,
-    base: String,
+    /// The hubs of `server_url`, tried in this order.
+    bases: Arc<[String]>,
+    /// The one in use: the next after one that stopped answering.
+    current: Arc<AtomicUsize>,
+    /// Told the hubs, the one in use first, after each move.
+    on_move: Option<OnMove>,
     token: Option<String>,
     timeout: Duration,
+}
+
+impl std::fmt::Debug for HubClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubClient")
+            .field("server", &self.server_url())
+            .finish_non_exhaustive()
+    }
 }
 
 impl HubClient {
@@ -83,22 +101,83 @@ impl HubClient {
         Ok(HubClient {
             http: http.build()?,
             stream_http: stream_client(timeout, keepalive, root)?,
-            base: server_url.trim_end_matches('/').to_string(),
+            bases: server_url
+                .split(',')
+                .map(|u| u.trim().trim_end_matches('/').to_string())
+                .filter(|u| !u.is_empty())
+                .collect(),
+            current: Arc::default(),
+            on_move: None,
             token,
             timeout,
         })
     }
 
+    /// The hub in use.
     pub fn server_url(&self) -> &str {
-        &self.base
+        self.bases
+            .get(self.current.load(Ordering::Relaxed))
+            .map_or("", String::as_str)
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let req = self.http.request(method, format!("{}{path}", self.base));
-        match &self.token {
+    /// Every hub of `server_url`, the one in use first.
+    pub fn hubs(&self) -> Vec<String> {
+        let at = self.current.load(Ordering::Relaxed);
+        let n = self.bases.len();
+        (0..n).map(|i| self.bases[(at + i) % n].clone()).collect()
+    }
+
+    /// Calls `f` with [`HubClient::hubs`] after each move to another hub.
+    pub fn on_move(&mut self, f: impl Fn(&[String]) + Send + Sync + 'static) {
+        self.on_move = Some(Arc::new(f));
+    }
+
+    /// The hub at `used` failed (refused, timed out, 5xx): with several
+    /// hubs, move to the next one, unless another caller moved already.
+    pub fn failed(&self, used: usize) {
+        let n = self.bases.len();
+        if n < 2 {
+            return;
+        }
+        let next = (used + 1) % n;
+        if self
+            .current
+            .compare_exchange(used, next, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            tracing::warn!(from = %self.bases[used], to = %self.bases[next], "the hub is not answering; moving to the next one");
+            if let Some(f) = &self.on_move {
+                f(&self.hubs());
+            }
+        }
+    }
+
+    /// The index of the hub in use, to pass to [`HubClient::failed`].
+    pub fn in_use(&self) -> usize {
+        self.current.load(Ordering::Relaxed)
+    }
+
+    fn request(&self, method: Method, path: &str) -> (RequestBuilder, usize) {
+        let used = self.in_use();
+        let base = self.bases.get(used).map_or("", String::as_str);
+        let req = self.http.request(method, format!("{base}{path}"));
+        let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
+        };
+        (req, used)
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        (req, used): (RequestBuilder, usize),
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let answer = send(req.timeout(timeout)).await;
+        if matches!(answer, Err(ClientError::Transient(_))) {
+            self.failed(used);
         }
+        answer
     }
 
     /// Posts already encoded messages as one batch (a JSON array of them,
@@ -107,11 +186,8 @@ impl HubClient {
         &self,
         encoded: &[&RawValue],
     ) -> Result<Vec<ItemResult>, ClientError> {
-        let req = self
-            .request(Method::POST, "/v1/messages")
-            .json(encoded)
-            .timeout(self.timeout);
-        let resp: PostResponse = send(req).await?;
+        let (req, used) = self.request(Method::POST, "/v1/messages");
+        let resp: PostResponse = self.send((req.json(encoded), used), self.timeout).await?;
         Ok(resp.results)
     }
 
@@ -128,25 +204,21 @@ impl HubClient {
             ("limit", limit as u64),
             ("wait", wait.as_secs()),
         ];
-        let req = self
-            .request(Method::GET, &format!("/v1/hosts/{host}/messages"))
-            .query(&query)
-            .timeout(self.timeout + wait);
-        send(req).await
+        let (req, used) = self.request(Method::GET, &format!("/v1/hosts/{host}/messages"));
+        self.send((req.query(&query), used), self.timeout + wait)
+            .await
     }
 
     pub async fn ack(&self, host: &str, ids: &[Uuid]) -> Result<usize, ClientError> {
-        let req = self
-            .request(Method::POST, &format!("/v1/hosts/{host}/ack"))
-            .json(&AckRequest { ids: ids.to_vec() })
-            .timeout(self.timeout);
-        let resp: AckResponse = send(req).await?;
+        let (req, used) = self.request(Method::POST, &format!("/v1/hosts/{host}/ack"));
+        let req = (req.json(&AckRequest { ids: ids.to_vec() }), used);
+        let resp: AckResponse = self.send(req, self.timeout).await?;
         Ok(resp.acked)
     }
 
     pub async fn hosts(&self) -> Result<Vec<HostInfo>, ClientError> {
-        let resp: HostsResponse =
-            send(self.request(Method::GET, "/v1/hosts").timeout(self.timeout)).await?;
+        let req = self.request(Method::GET, "/v1/hosts");
+        let resp: HostsResponse = self.send(req, self.timeout).await?;
         Ok(resp.hosts)
     }
 
@@ -154,13 +226,15 @@ impl HubClient {
     /// the hub accepts our credential for it (`/healthz` needs none).
     pub async fn check_access(&self, host: &str) -> Result<(), ClientError> {
         let path = format!("/v1/hosts/{host}/messages?watch=true&limit=1");
-        let _: serde_json::Value =
-            send(self.request(Method::GET, &path).timeout(self.timeout)).await?;
+        let _: serde_json::Value = self
+            .send(self.request(Method::GET, &path), self.timeout)
+            .await?;
         Ok(())
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
-        send(self.request(Method::GET, "/healthz").timeout(self.timeout)).await
+        let req = self.request(Method::GET, "/healthz");
+        self.send(req, self.timeout).await
     }
 
     /// An SSE stream of `host`'s messages, resuming after `last_event_id`.
@@ -168,7 +242,7 @@ impl HubClient {
     /// seen id as `Last-Event-ID` on every reconnect.
     pub fn stream(&self, host: &str, last_event_id: Option<u64>) -> anyhow::Result<EventSource> {
         self.open_stream(
-            format!("{}/v1/hosts/{host}/stream", self.base),
+            format!("{}/v1/hosts/{host}/stream", self.server_url()),
             last_event_id,
         )
     }
@@ -176,7 +250,7 @@ impl HubClient {
     /// `host`'s stream as a watcher: it neither registers the host nor acks.
     pub fn watch(&self, host: &str) -> anyhow::Result<EventSource> {
         self.open_stream(
-            format!("{}/v1/hosts/{host}/stream?watch=true", self.base),
+            format!("{}/v1/hosts/{host}/stream?watch=true", self.server_url()),
             None,
         )
     }

@@ -23,7 +23,7 @@ const INGEST_TEXT: usize = 40;
 
 /// `n` encoded messages from `bench-src` to `target` (broadcast when
 /// `None`), each with `text` bytes of filler in its payload.
-fn messages(n: usize, kind: &str, target: Option<&str>, text: usize) -> Vec<Vec<u8>> {
+pub fn messages(n: usize, kind: &str, target: Option<&str>, text: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
             let payload = serde_json::json!({"n": i, "text": "x".repeat(text)});
@@ -35,7 +35,7 @@ fn messages(n: usize, kind: &str, target: Option<&str>, text: usize) -> Vec<Vec<
 }
 
 /// One JSON array body of encoded messages.
-fn body(messages: &[Vec<u8>]) -> Vec<u8> {
+pub fn body(messages: &[Vec<u8>]) -> Vec<u8> {
     let mut out = vec![b'['];
     for (i, m) in messages.iter().enumerate() {
         if i > 0 {

@@ -7,7 +7,7 @@
 //!
 //! Run with `cargo bench --bench mesync` (or `just bench`); `-- --quick` for
 //! smaller sizes and fewer runs, `-- --runs N` to choose the runs, and row
-//! names (`latency burst ingest broadcast backlog dedupe sse idle binary flood`) to run only
+//! names (`latency burst ingest broadcast backlog dedupe sse idle binary flood nats`) to run only
 //! those. It is not part of `cargo test`: performance is measured here and
 //! recorded in BENCHMARKS.md, never asserted in tests. Every load loop is
 //! bounded in count and in time, and only 127.0.0.1 is used.
@@ -22,6 +22,7 @@ mod flow;
 mod footprint;
 mod ingest;
 mod machine;
+mod nats;
 mod redis;
 mod report;
 mod resp;
@@ -46,7 +47,7 @@ pub struct Plan {
     pub idle: Duration,
 }
 
-const ROWS: [&str; 10] = [
+const ROWS: [&str; 11] = [
     "latency",
     "burst",
     "ingest",
@@ -57,6 +58,7 @@ const ROWS: [&str; 10] = [
     "idle",
     "binary",
     "flood",
+    "nats",
 ];
 
 fn main() {
@@ -107,6 +109,9 @@ fn main() {
     }
     if wanted("flood") {
         rows.extend(flood::run());
+    }
+    if wanted("nats") {
+        rows.extend(nats::run(&plan));
     }
 
     println!();

@@ -32,7 +32,15 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let spool = Spool::open_existing(&settings.base_dir);
     writeln!(out)?;
     match spool.as_ref().and_then(|s| s.daemon_holder()) {
-        Some(pid) => writeln!(out, "daemon:  running (pid {pid})")?,
+        Some(pid) => {
+            writeln!(out, "daemon:  running (pid {pid})")?;
+            // The daemon names the hub it uses first (it moves on when one
+            // of several stops answering).
+            if let Some(hubs) = spool.as_ref().and_then(|s| s.daemon_hub()) {
+                let in_use = hubs.split(',').next().unwrap_or_default();
+                writeln!(out, "  using the hub at {in_use}")?;
+            }
+        }
         None => writeln!(out, "daemon:  not running")?,
     }
     writeln!(out, "hub:     {hub}")?;
@@ -53,24 +61,35 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn hub_line(settings: &Settings) -> String {
-    let url = &settings.server_url;
     match HubClient::new(&settings.client()) {
         Ok(client) => match client.health().await {
             Ok(h) => match client.check_access(&settings.host_id).await {
-                Ok(()) => format!("reachable at {url} (version {})", h.version),
+                Ok(()) => format!(
+                    "reachable at {} (version {})",
+                    client.server_url(),
+                    h.version
+                ),
                 Err(ClientError::Rejected { status: 401, .. }) => format!(
-                    "hub reachable at {url}, but it refuses our token \
-                     (set token, MESYNC_TOKEN or token_file to a credential it accepts)"
+                    "hub reachable at {}, but it refuses our token \
+                     (set token, MESYNC_TOKEN or token_file to a credential it accepts)",
+                    client.server_url()
                 ),
                 Err(ClientError::Rejected {
                     status: 403,
                     message,
                 }) => {
-                    format!("hub reachable at {url}, but our credential may not read this host's queue: {message}")
+                    format!(
+                        "hub reachable at {}, but our credential may not read this host's queue: {message}",
+                        client.server_url()
+                    )
                 }
-                Err(e) => format!("reachable at {url} (version {}), but: {e}", h.version),
+                Err(e) => format!(
+                    "reachable at {} (version {}), but: {e}",
+                    client.server_url(),
+                    h.version
+                ),
             },
-            Err(e) => format!("not reachable at {url}: {e}"),
+            Err(e) => format!("not reachable at {}: {e}", settings.server_url),
         },
         Err(e) => format!("cannot build a client: {e:#}"),
     }

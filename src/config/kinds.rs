@@ -40,12 +40,17 @@ pub struct Url;
 
 impl Kind for Url {
     type Value = String;
-    const EXPECTED: &'static str = "an http:// or https:// URL";
+    const EXPECTED: &'static str =
+        "an http:// or https:// URL, or several separated by commas (hubs to fail over between)";
     const VALUE_NAME: &'static str = "URL";
     const TOML: Toml = Toml::String;
     fn parse(text: &str) -> Option<String> {
-        let scheme = text.starts_with("http://") || text.starts_with("https://");
-        (scheme && reqwest::Url::parse(text).is_ok()).then(|| text.to_string())
+        let one = |u: &str| {
+            let u = u.trim();
+            (u.starts_with("http://") || u.starts_with("https://"))
+                && reqwest::Url::parse(u).is_ok()
+        };
+        text.split(',').all(one).then(|| text.to_string())
     }
 }
 

@@ -68,8 +68,15 @@ pub async fn run(
         Some(h) => Some(LocalHub::start(h, &mut cfg, stop.clone())?),
         None => None,
     };
-    let client = HubClient::new(&cfg.client)?;
-    let lock = announce_hub(lock, cfg.client.server_url.clone()).await?;
+    let mut client = HubClient::new(&cfg.client)?;
+    let lock = announce_hub(lock, client.hubs().join(",")).await?;
+    let hub_file = lock.hub_file().to_path_buf();
+    client.on_move(move |hubs| {
+        // The hub in use first, for `mesync status` and the command line.
+        if let Err(e) = crate::spool::write_hub_file(&hub_file, &hubs.join(",")) {
+            tracing::debug!("{e:#}");
+        }
+    });
     let result = if once {
         once::run(&cfg, spool, client, stop).await
     } else {

@@ -98,7 +98,14 @@ impl HubReader {
     /// not handed over is dropped unacked: the hub keeps it.
     pub async fn run(mut self, cancel: CancellationToken) {
         loop {
-            match self.session(&cancel).await {
+            let used = self.client.in_use();
+            let end = self.session(&cancel).await;
+            if matches!(end, End::Dropped(_)) {
+                // With several hubs, the next one gets the next try; the
+                // stream resumes there after the last sequence number.
+                self.client.failed(used);
+            }
+            match end {
                 End::Stop => return,
                 End::Dropped(why) => {
                     let kind = match why.starts_with(REFUSED) {

@@ -124,14 +124,17 @@ pub async fn serve(
     // Our own token: stopping the hub (also when its store dies) must not
     // cancel the caller's other work unless the caller asked for it.
     let stop = shutdown.child_token();
-    // Opening can wait long (a NATS cluster that is not up yet): a stop
-    // asked for meanwhile ends it.
-    let hub = tokio::select! {
-        hub = open(&cfg, stop.clone()) => hub?,
-        () = stop.cancelled() => {
-            tracing::info!("hub stopped before its store was ready");
-            return Ok(());
-        }
+    // Opening on NATS can wait long (a cluster that is not up yet): a stop
+    // asked for meanwhile ends it. The file store opens at once.
+    let hub = match cfg.store {
+        StoreKind::File => open(&cfg, stop.clone()).await?,
+        StoreKind::Nats(_) => tokio::select! {
+            hub = open(&cfg, stop.clone()) => hub?,
+            () = stop.cancelled() => {
+                tracing::info!("hub stopped before its store was ready");
+                return Ok(());
+            }
+        },
     };
     let store = hub.store.clone();
     let broken = store.broken();

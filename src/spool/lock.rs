@@ -75,11 +75,21 @@ impl DaemonLock {
     /// Records `url` as the hub this daemon talks to (read by [`Spool::daemon_hub`]).
     /// Written to a temp name and renamed, so a reader sees a whole URL.
     pub fn announce_hub(&self, url: &str) -> Result<()> {
-        let tmp = self.hub_file.with_extension("hub.tmp");
-        fs::write(&tmp, format!("{url}\n"))
-            .and_then(|()| fs::rename(&tmp, &self.hub_file))
-            .with_context(|| format!("writing {}", self.hub_file.display()))
+        write_hub_file(&self.hub_file, url)
     }
+
+    /// Where [`DaemonLock::announce_hub`] writes.
+    pub fn hub_file(&self) -> &Path {
+        &self.hub_file
+    }
+}
+
+/// Writes the hub file whole: to a temp name, then renamed.
+pub fn write_hub_file(path: &Path, url: &str) -> Result<()> {
+    let tmp = path.with_extension("hub.tmp");
+    fs::write(&tmp, format!("{url}\n"))
+        .and_then(|()| fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 impl Drop for DaemonLock {

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 
 pub use entry::{read_entry, Entry};
-pub use lock::{lock_pid_file, DaemonLock};
+pub use lock::{lock_pid_file, write_hub_file, DaemonLock};
 pub use staged::Staged;
 
 /// Hidden directory, inside the base dir, where files are written before the rename.

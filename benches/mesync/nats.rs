@@ -1,0 +1,200 @@
+//! The hub on NATS JetStream beside the file store, in one run: ingest and
+//! latency with each store, and ingest through 2 hubs against 1. The NATS
+//! cluster is 3 `nats-server` nodes on loopback with `sync_interval:
+//! always` (an acked message is fsynced on a quorum) and 3 replicas, on the
+//! same disk as the file store. Row `nats`.
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use mesync::api::{ItemStatus, PostResponse};
+use mesync::message::{Message, Priority};
+
+use crate::common::nats::Cluster;
+use crate::common::Hub;
+use crate::ingest::{body, messages};
+use crate::machine::settle_disk;
+use crate::report::{thousands, Figure, Reference, Row, Spread, Unit};
+use crate::Plan;
+
+const BATCH: usize = 100;
+const CONNECTIONS: usize = 4;
+
+pub fn run(plan: &Plan) -> Vec<Row> {
+    let n = (plan.ingest_messages / 10).max(5_000);
+    let samples = plan.latency_samples;
+    let mut ingest = [
+        Spread::new(Unit::PerSec),
+        Spread::new(Unit::PerSec),
+        Spread::new(Unit::PerSec),
+    ];
+    let mut latency = [
+        Spread::new(Unit::Ms),
+        Spread::new(Unit::Ms),
+        Spread::new(Unit::Ms),
+    ];
+    for run in 0..plan.runs {
+        crate::progress("nats", run, plan.runs);
+        let msgs = messages(n, "bench.ingest", Some("bench-sink"), 40);
+        {
+            let file = Hub::start_on("file", &[]);
+            ingest[0].push(ingest_on(&[&file.url], &msgs));
+            latency[0].push_ms(latency_on(&file, &file, samples));
+        }
+        settle_disk();
+        {
+            let nats = Cluster::start_with(3, true);
+            let one = Hub::start_on(&nats.store_url(), &[]);
+            ingest[1].push(ingest_on(&[&one.url], &msgs));
+            let two = Hub::start_on(&nats.store_url(), &[]);
+            latency[1].push_ms(latency_on(&one, &one, samples));
+            latency[2].push_ms(latency_on(&one, &two, samples));
+        }
+        settle_disk();
+        {
+            let nats = Cluster::start_with(3, true);
+            let one = Hub::start_on(&nats.store_url(), &[]);
+            let two = Hub::start_on(&nats.store_url(), &[]);
+            ingest[2].push(ingest_on(&[&one.url, &two.url], &msgs));
+        }
+        settle_disk();
+    }
+    let [file_in, nats_in, two_in] = ingest;
+    let [file_lat, nats_lat, cross_lat] = latency;
+    vec![
+        Row {
+            what: format!(
+                "hub ingest on NATS JetStream (3 nodes, sync_interval always, 3 replicas), 1 hub: {} messages a run, batches of {BATCH}, {CONNECTIONS} connections",
+                thousands(n as f64)
+            ),
+            target: "none (the store's cost; 2 hubs should not be slower than 1)".into(),
+            mesync: Figure::Spread(nats_in),
+            references: vec![
+                Reference {
+                    name: "the file store, same messages",
+                    figure: file_in,
+                },
+                Reference {
+                    name: "NATS store, 2 hubs sharing the connections",
+                    figure: two_in,
+                },
+            ],
+            met: None,
+        },
+        Row {
+            what: format!(
+                "latency on NATS JetStream: post to hub 1 until a stream on hub 2 has it, median of {samples}"
+            ),
+            target: "none (milliseconds: pushed, not polled)".into(),
+            mesync: Figure::Spread(cross_lat),
+            references: vec![
+                Reference {
+                    name: "the NATS store, post and stream on one hub",
+                    figure: nats_lat,
+                },
+                Reference {
+                    name: "the file store, post and stream on one hub",
+                    figure: file_lat,
+                },
+            ],
+            met: None,
+        },
+    ]
+}
+
+/// Posts `msgs` spread over `urls` on `CONNECTIONS` connections; accepted
+/// messages per second.
+fn ingest_on(urls: &[&str], msgs: &[Vec<u8>]) -> f64 {
+    let mut bodies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); CONNECTIONS];
+    for (i, chunk) in msgs.chunks(BATCH).enumerate() {
+        bodies[i % CONNECTIONS].push(body(chunk));
+    }
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u}/v1/messages")).collect();
+    rt.block_on(async move {
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for (i, conn) in bodies.into_iter().enumerate() {
+            let url = urls[i % urls.len()].clone();
+            tasks.push(tokio::spawn(async move {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("client");
+                let mut accepted = 0usize;
+                for body in conn {
+                    let Ok(resp) = client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await
+                    else {
+                        continue;
+                    };
+                    if let Ok(r) = resp.json::<PostResponse>().await {
+                        accepted += r
+                            .results
+                            .iter()
+                            .filter(|r| r.status == ItemStatus::Accepted)
+                            .count();
+                    }
+                }
+                accepted
+            }));
+        }
+        let mut accepted = 0;
+        for t in tasks {
+            accepted += t.await.unwrap_or(0);
+        }
+        accepted as f64 / start.elapsed().as_secs_f64()
+    })
+}
+
+/// The median time from posting a message to `to` until a stream on
+/// `from` delivers it.
+fn latency_on(to: &Hub, from: &Hub, samples: usize) -> Duration {
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let resp = client
+        .get(format!("{}/v1/hosts/bench-lat/stream", from.url))
+        .send()
+        .expect("stream");
+    let mut lines = BufReader::new(resp).lines();
+    let mut took = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let m = Message::new(
+            "bench.ping",
+            "bench-src",
+            Some("bench-lat"),
+            Priority::Normal,
+            serde_json::json!({"i": i}),
+        )
+        .expect("valid message");
+        let body = m.to_json_bytes();
+        let start = Instant::now();
+        let posted = client
+            .post(format!("{}/v1/messages", to.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send();
+        assert!(posted.is_ok_and(|r| r.status().is_success()), "post");
+        let id = m.id.to_string();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.starts_with("data:") && line.contains(&id) => break,
+                Some(Ok(_)) => {}
+                _ => panic!("the stream ended"),
+            }
+        }
+        took.push(start.elapsed());
+        let _ = client
+            .post(format!("{}/v1/hosts/bench-lat/ack", to.url))
+            .json(&serde_json::json!({"ids": [id]}))
+            .send();
+    }
+    took.sort();
+    took[took.len() / 2]
+}
