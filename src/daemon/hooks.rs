@@ -177,7 +177,18 @@ async fn run_one(mut job: HookJob, timeout: Duration) {
             });
         }
     }
-    let spawned = cmd.spawn();
+    let mut spawned = cmd.spawn();
+    // "Text file busy": a hook just written, whose write descriptor another
+    // thread's fork still holds for an instant. It passes; try again.
+    for attempt in 1..=5 {
+        match &spawned {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                tokio::time::sleep(Duration::from_millis(10 * attempt)).await;
+                spawned = cmd.spawn();
+            }
+            _ => break,
+        }
+    }
     if let Some(mark) = job.pending.take() {
         // Gone already if the hook started; this clears it when it could not.
         let _ = tokio::task::spawn_blocking(move || mark.clear()).await;
