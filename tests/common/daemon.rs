@@ -169,8 +169,8 @@ pub fn assert_exactly_once(m: &Machine, ids: &[String]) {
         "{}: ids missing",
         m.host
     );
-    // The ledger is appended once a batch's files are in inbox/: a caller
-    // that waited for the files may look a moment before it.
+    // A file appears in inbox/ only after its ledger entry, so this holds
+    // at once; the wait only guards a reader that looks mid-append.
     wait_until(
         &format!("{}: ledger entries", m.host),
         super::DEADLINE,
