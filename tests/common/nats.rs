@@ -14,9 +14,17 @@ use super::{wait_for, Proc, DEADLINE};
 /// The version the project tests with (2.10 or newer is needed).
 const VERSION: &str = "2.15.1";
 
-/// Whether this run tests the hub on NATS (`MESYNC_TEST_STORE=nats`).
+/// Whether this run tests the hub on NATS: in a test binary whose name
+/// says so (`*_on_nats`), or with `MESYNC_TEST_STORE=nats`.
 pub fn wanted() -> bool {
-    std::env::var("MESYNC_TEST_STORE").is_ok_and(|s| s == "nats")
+    let on_nats = std::env::current_exe()
+        .ok()
+        .and_then(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().contains("_on_nats"))
+        })
+        .unwrap_or(false);
+    on_nats || std::env::var("MESYNC_TEST_STORE").is_ok_and(|s| s == "nats")
 }
 
 /// The `nats-server` binary: on PATH, or installed under target/.

@@ -1,0 +1,9 @@
+//! The hub's HTTP API, tested against a real `mesync serve` on NATS JetStream
+//! (a `nats-server` of its own per hub); the tests are in `suites/hub_api.rs`,
+//! and `hub_api.rs` runs them on the file store.
+
+mod common;
+#[path = "common/hub_tools.rs"]
+mod hub_tools;
+#[path = "suites/hub_api.rs"]
+mod suite;
