@@ -47,6 +47,14 @@ pub struct Plan {
     pub idle: Duration,
 }
 
+/// A hub for the rows that register tens of thousands of hosts or hold as
+/// many streams: its `max_hosts` and `max_connections` (10,000 by default)
+/// raised above what they need.
+pub const FLEET_LIMITS: &[(&str, &str)] = &[
+    ("MESYNC_MAX_HOSTS", "1000000"),
+    ("MESYNC_MAX_CONNECTIONS", "100000"),
+];
+
 const ROWS: [&str; 11] = [
     "latency",
     "burst",

@@ -158,7 +158,11 @@ fn latency_on(to: &Hub, from: &Hub, samples: usize) -> Duration {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
-    let resp = client
+    // No overall timeout on the stream itself: it stays open for every sample.
+    let resp = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .expect("client")
         .get(format!("{}/v1/hosts/bench-lat/stream", from.url))
         .send()
         .expect("stream");

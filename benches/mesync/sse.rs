@@ -27,7 +27,7 @@ fn needle(round: usize) -> String {
 }
 
 pub fn run(plan: &Plan) -> Vec<Row> {
-    let hub = Hub::start();
+    let hub = Hub::start_with(crate::FLEET_LIMITS);
     let (n, rounds) = (plan.sse_hosts, plan.runs);
     let port = hub.port;
     let pid = hub.proc.pid();

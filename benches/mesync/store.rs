@@ -102,7 +102,7 @@ fn register(hub: &Hub, n: usize, limit: Duration) -> usize {
 /// (durable), and the hub's RSS holding that many hosts.
 pub fn broadcast(plan: &Plan) -> Vec<Row> {
     let hosts = plan.sse_hosts * 10;
-    let hub = Hub::start();
+    let hub = Hub::start_with(crate::FLEET_LIMITS);
     let started = Instant::now();
     let registered = register(&hub, hosts, Duration::from_secs(300));
     let took = started.elapsed();
