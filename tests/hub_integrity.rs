@@ -7,21 +7,9 @@ mod common;
 #[path = "common/hub_tools.rs"]
 mod hub_tools;
 
-use std::path::PathBuf;
-
 use common::{mesync_cmd, Hub, Proc};
 use hub_tools::*;
 use serde_json::json;
-
-fn segments(hub: &Hub) -> Vec<PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(hub.data_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    found.sort();
-    found
-}
 
 /// `mesync serve` on the hub's data dir with `args`, run to its exit.
 fn serve_fails(hub: &Hub, args: &[&str]) -> String {

@@ -18,16 +18,6 @@ use common::{wait_until, Hub, DEADLINE};
 use hub_tools::*;
 use serde_json::{json, Value};
 
-fn segments(hub: &Hub) -> Vec<PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(hub.data_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    found.sort();
-    found
-}
-
 fn data_bytes(hub: &Hub) -> u64 {
     segments(hub)
         .iter()

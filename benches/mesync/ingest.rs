@@ -16,8 +16,8 @@ use crate::redis::{self, Redis};
 use crate::report::{thousands, Figure, Reference, Row, Spread, Unit};
 use crate::Plan;
 
-const BATCH: usize = 100;
-const CONNECTIONS: usize = 4;
+pub const BATCH: usize = 100;
+pub const CONNECTIONS: usize = 4;
 /// Filler that makes an ingest message about 250 bytes, encoded.
 const INGEST_TEXT: usize = 40;
 
@@ -96,11 +96,18 @@ pub fn run(plan: &Plan) -> Row {
 /// Posts `msgs` to a fresh hub; returns accepted messages per second.
 fn mesync_run(msgs: &[Vec<u8>]) -> f64 {
     let hub = Hub::start();
+    post_spread(&[&hub.url], msgs)
+}
+
+/// Posts `msgs` in batches of `BATCH` over `CONNECTIONS` keep-alive
+/// connections, the connections spread over the hubs at `urls`; returns
+/// accepted messages per second.
+pub fn post_spread(urls: &[&str], msgs: &[Vec<u8>]) -> f64 {
     let mut bodies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); CONNECTIONS];
     for (i, chunk) in msgs.chunks(BATCH).enumerate() {
         bodies[i % CONNECTIONS].push(body(chunk));
     }
-    let url = format!("{}/v1/messages", hub.url);
+    let urls: Vec<String> = urls.iter().map(|u| format!("{u}/v1/messages")).collect();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (elapsed, accepted) = rt.block_on(async move {
         let clients: Vec<reqwest::Client> = (0..CONNECTIONS)
@@ -114,8 +121,8 @@ fn mesync_run(msgs: &[Vec<u8>]) -> f64 {
             .collect();
         let start = Instant::now();
         let mut tasks = Vec::new();
-        for (conn, client) in bodies.into_iter().zip(clients) {
-            let url = url.clone();
+        for (i, (conn, client)) in bodies.into_iter().zip(clients).enumerate() {
+            let url = urls[i % urls.len()].clone();
             tasks.push(tokio::spawn(async move {
                 let mut accepted = 0usize;
                 for body in conn {

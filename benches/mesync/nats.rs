@@ -7,18 +7,14 @@
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use mesync::api::{ItemStatus, PostResponse};
 use mesync::message::{Message, Priority};
 
 use crate::common::nats::Cluster;
 use crate::common::Hub;
-use crate::ingest::{body, messages};
+use crate::ingest::{messages, post_spread, BATCH, CONNECTIONS};
 use crate::machine::settle_disk;
 use crate::report::{thousands, Figure, Reference, Row, Spread, Unit};
 use crate::Plan;
-
-const BATCH: usize = 100;
-const CONNECTIONS: usize = 4;
 
 pub fn run(plan: &Plan) -> Vec<Row> {
     let n = (plan.ingest_messages / 10).max(5_000);
@@ -38,14 +34,14 @@ pub fn run(plan: &Plan) -> Vec<Row> {
         let msgs = messages(n, "bench.ingest", Some("bench-sink"), 40);
         {
             let file = Hub::start_on("file", &[]);
-            ingest[0].push(ingest_on(&[&file.url], &msgs));
+            ingest[0].push(post_spread(&[&file.url], &msgs));
             latency[0].push_ms(latency_on(&file, &file, samples));
         }
         settle_disk();
         {
             let nats = Cluster::start_with(3, true);
             let one = Hub::start_on(&nats.store_url(), &[]);
-            ingest[1].push(ingest_on(&[&one.url], &msgs));
+            ingest[1].push(post_spread(&[&one.url], &msgs));
             let two = Hub::start_on(&nats.store_url(), &[]);
             latency[1].push_ms(latency_on(&one, &one, samples));
             latency[2].push_ms(latency_on(&one, &two, samples));
@@ -55,7 +51,7 @@ pub fn run(plan: &Plan) -> Vec<Row> {
             let nats = Cluster::start_with(3, true);
             let one = Hub::start_on(&nats.store_url(), &[]);
             let two = Hub::start_on(&nats.store_url(), &[]);
-            ingest[2].push(ingest_on(&[&one.url, &two.url], &msgs));
+            ingest[2].push(post_spread(&[&one.url, &two.url], &msgs));
         }
         settle_disk();
     }
@@ -106,55 +102,6 @@ pub fn run(plan: &Plan) -> Vec<Row> {
             met: judged.then_some(fast),
         },
     ]
-}
-
-/// Posts `msgs` spread over `urls` on `CONNECTIONS` connections; accepted
-/// messages per second.
-fn ingest_on(urls: &[&str], msgs: &[Vec<u8>]) -> f64 {
-    let mut bodies: Vec<Vec<Vec<u8>>> = vec![Vec::new(); CONNECTIONS];
-    for (i, chunk) in msgs.chunks(BATCH).enumerate() {
-        bodies[i % CONNECTIONS].push(body(chunk));
-    }
-    let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let urls: Vec<String> = urls.iter().map(|u| format!("{u}/v1/messages")).collect();
-    rt.block_on(async move {
-        let start = Instant::now();
-        let mut tasks = Vec::new();
-        for (i, conn) in bodies.into_iter().enumerate() {
-            let url = urls[i % urls.len()].clone();
-            tasks.push(tokio::spawn(async move {
-                let client = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .expect("client");
-                let mut accepted = 0usize;
-                for body in conn {
-                    let Ok(resp) = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                    else {
-                        continue;
-                    };
-                    if let Ok(r) = resp.json::<PostResponse>().await {
-                        accepted += r
-                            .results
-                            .iter()
-                            .filter(|r| r.status == ItemStatus::Accepted)
-                            .count();
-                    }
-                }
-                accepted
-            }));
-        }
-        let mut accepted = 0;
-        for t in tasks {
-            accepted += t.await.unwrap_or(0);
-        }
-        accepted as f64 / start.elapsed().as_secs_f64()
-    })
 }
 
 /// How long one latency sample may wait for its message.

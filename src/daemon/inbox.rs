@@ -218,7 +218,7 @@ impl InboxWriter {
             .zip(files)
             .zip(hooks)
             .map(|((index, (name, json)), hook)| Fresh {
-                mark: hook.as_ref().and_then(|_| marks.next().flatten()),
+                mark: hook.as_ref().and_then(|_| marks.next()),
                 index,
                 name,
                 json,
@@ -230,7 +230,7 @@ impl InboxWriter {
     /// Marks the hooks owed, one mark per hooked file, before the ledger
     /// knows the messages: a batch whose marks cannot be made is not written
     /// (it is retried like any other disk failure).
-    fn mark_hooked(&self, staged: &Staged, hooks: &[Option<PathBuf>]) -> Result<Vec<Option<Mark>>> {
+    fn mark_hooked(&self, staged: &Staged, hooks: &[Option<PathBuf>]) -> Result<Vec<Mark>> {
         let hooked: Vec<(&Path, &str)> = staged
             .paths()
             .zip(hooks)

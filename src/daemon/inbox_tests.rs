@@ -109,11 +109,24 @@ fn counting_hook(spool: &Spool) -> std::path::PathBuf {
 /// Waits (yielding to the runtime, which runs the hooks) for one line in `out`.
 async fn wait_ran_once(out: &std::path::Path) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(out).unwrap_or_default() != "x\n" {
+    loop {
         let ran = std::fs::read_to_string(out).unwrap_or_default();
+        if ran == "x\n" {
+            return;
+        }
         assert!(Instant::now() < deadline, "not one hook run: {ran:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Stages `msg` and marks its hook owed, as the writer does before its
+/// commit; returns the inbox file name.
+fn stage_and_mark(spool: &Spool, msg: &Message) -> String {
+    let name = msg.file_name();
+    let staged = spool.stage(&[(name.clone(), msg.to_json_bytes())]).unwrap();
+    let (path, _) = staged.paths().next().unwrap();
+    pending::record(spool, &[(path.as_path(), name.as_str())]).unwrap();
+    name
 }
 
 #[tokio::test]
@@ -123,10 +136,7 @@ async fn a_crash_before_the_commit_leaves_nothing_and_the_redelivery_is_written_
     let out = counting_hook(&spool);
     let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
     // Staged and marked, then the crash: no ledger entry.
-    let name = msg.file_name();
-    let staged = spool.stage(&[(name.clone(), msg.to_json_bytes())]).unwrap();
-    let (path, _) = staged.paths().next().unwrap();
-    pending::record(&spool, &[(path.as_path(), name.as_str())]).unwrap();
+    let name = stage_and_mark(&spool, &msg);
 
     let (input, mut acks, _gone) = start(&spool);
     assert!(
@@ -147,10 +157,7 @@ async fn a_crash_after_the_commit_is_finished_at_start_and_not_written_again() {
     let out = counting_hook(&spool);
     let msg = Message::new("t", "m1", None, Priority::Normal, serde_json::json!({})).unwrap();
     // Staged, marked and recorded in the ledger, then the crash before the move.
-    let name = msg.file_name();
-    let staged = spool.stage(&[(name.clone(), msg.to_json_bytes())]).unwrap();
-    let (path, _) = staged.paths().next().unwrap();
-    pending::record(&spool, &[(path.as_path(), name.as_str())]).unwrap();
+    let name = stage_and_mark(&spool, &msg);
     let (mut ledger, _) = LedgerFile::open(spool.base(), Duration::from_secs(86_400)).unwrap();
     ledger.append(&[msg.id], ledger::unix_now()).unwrap();
     drop(ledger);

@@ -56,7 +56,7 @@ pub struct Owed {
 
 /// Records that the staged files `files` (path, inbox name) still owe their
 /// hooks a run: one mark per file. Blocking.
-pub fn record(spool: &Spool, files: &[(&Path, &str)]) -> Result<Vec<Option<Mark>>> {
+pub fn record(spool: &Spool, files: &[(&Path, &str)]) -> Result<Vec<Mark>> {
     let pending = dir(spool);
     std::fs::create_dir_all(&pending).with_context(|| format!("creating {}", pending.display()))?;
     let mut marks = Vec::with_capacity(files.len());
@@ -65,9 +65,9 @@ pub fn record(spool: &Spool, files: &[(&Path, &str)]) -> Result<Vec<Option<Mark>
         // A mark left by an attempt that failed before its commit is replaced.
         let _ = std::fs::remove_file(&mark);
         std::fs::hard_link(source, &mark).with_context(|| format!("linking {}", mark.display()))?;
-        marks.push(Some(Mark(mark)));
+        marks.push(Mark(mark));
     }
-    if marks.iter().any(Option::is_some) {
+    if !marks.is_empty() {
         sync_dir(&pending)?;
     }
     Ok(marks)
@@ -134,7 +134,7 @@ mod tests {
 
         let file = spool.path(Queue::Inbox, &name);
         let marks = record(&spool, &[(file.as_path(), name.as_str())]).unwrap();
-        assert!(marks[0].is_some());
+        assert_eq!(marks.len(), 1);
         // The consumer deletes the inbox file; the hook is still owed, with its message.
         std::fs::remove_file(spool.path(Queue::Inbox, &name)).unwrap();
         let jobs = owed(&spool);

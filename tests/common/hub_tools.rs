@@ -243,3 +243,14 @@ pub fn raw_request(hub: &Hub, method: &str, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// The hub's segment files, oldest first.
+pub fn segments(hub: &Hub) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = std::fs::read_dir(hub.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    found.sort();
+    found
+}

@@ -12,16 +12,6 @@ use crate::common::{mesync_cmd, wait_until, Hub, DEADLINE};
 use crate::hub_tools::*;
 use serde_json::{json, Value};
 
-fn segments(hub: &Hub) -> Vec<std::path::PathBuf> {
-    let mut found: Vec<_> = std::fs::read_dir(hub.data_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    found.sort();
-    found
-}
-
 #[test]
 fn kill9_keeps_unacked_forgets_acked_and_still_dedupes() {
     let mut hub = Hub::start();
