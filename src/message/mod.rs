@@ -13,6 +13,7 @@ pub use payload::compact_payload;
 pub use time::now_rfc3339;
 use time::parse_created_at;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -131,16 +132,22 @@ pub enum MessageError {
 
 /// A message as written by someone else: every field but `type` may be missing.
 /// Unknown fields are refused so that a misspelt `priorty` is not silently dropped.
+/// Its strings borrow from the JSON text where they can (no escapes in them).
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Draft {
-    pub id: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub source: Option<String>,
-    pub target: Option<String>,
-    pub priority: Option<String>,
-    pub created_at: Option<String>,
+pub struct Draft<'a> {
+    #[serde(borrow)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "type")]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub source: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub target: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub priority: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    pub created_at: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "present")]
     pub payload: Option<Box<RawValue>>,
 }
@@ -155,9 +162,9 @@ pub struct Fill<'a> {
     pub source: &'a str,
 }
 
-impl Draft {
+impl Draft<'_> {
     /// Parses a draft from JSON text, naming the offending field on error.
-    pub fn from_json(text: &[u8]) -> Result<Draft, MessageError> {
+    pub fn from_json(text: &[u8]) -> Result<Draft<'_>, MessageError> {
         if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
             // Still tell bad JSON from JSON that is not an object.
             serde_json::from_slice::<serde::de::IgnoredAny>(text).map_err(MessageError::Json)?;
@@ -175,13 +182,13 @@ impl Draft {
         let required = |field: &'static str| FieldError::new(field, "is required");
         let kind = self.kind.ok_or_else(|| required("type"))?;
         validate_type(&kind)?;
-        let id = match self.id {
-            Some(s) => parse_id(&s)?,
+        let id = match &self.id {
+            Some(s) => parse_id(s)?,
             None if fill.is_some() => Uuid::now_v7(),
             None => return Err(required("id")),
         };
         let source = match (self.source, fill) {
-            (Some(s), _) => s,
+            (Some(s), _) => s.into_owned(),
             (None, Some(f)) => f.source.to_string(),
             (None, None) => return Err(required("source")),
         };
@@ -196,16 +203,16 @@ impl Draft {
         let created_at = match self.created_at {
             Some(c) => {
                 parse_created_at(&c)?;
-                c
+                c.into_owned()
             }
             None if fill.is_some() => now_rfc3339(),
             None => return Err(required("created_at")),
         };
         Ok(Message {
             id,
-            kind,
+            kind: kind.into_owned(),
             source,
-            target: self.target,
+            target: self.target.map(Cow::into_owned),
             priority,
             created_at,
             payload: match self.payload {
@@ -264,6 +271,47 @@ impl Message {
         let bytes = self.to_json_bytes();
         check_size(bytes.len(), limit)?;
         Ok(bytes)
+    }
+
+    /// Whether `text` is exactly this message's compact encoding, the one
+    /// [`Message::to_json_bytes`] writes (fields in order, no whitespace),
+    /// so the text itself can be stored instead of encoding the message
+    /// again. Compared piece by piece, with nothing allocated; the names,
+    /// the id and `created_at` of a valid message need no escaping.
+    pub fn is_encoded_as(&self, text: &str) -> bool {
+        let mut id = uuid::Uuid::encode_buffer();
+        let target = self.target.as_deref();
+        let pieces: [&str; 15] = [
+            r#"{"id":""#,
+            self.id.hyphenated().encode_lower(&mut id),
+            r#"","type":""#,
+            &self.kind,
+            r#"","source":""#,
+            &self.source,
+            match target {
+                Some(_) => r#"","target":""#,
+                None => r#"","target":null"#,
+            },
+            target.unwrap_or(""),
+            match target {
+                Some(_) => r#"","priority":""#,
+                None => r#","priority":""#,
+            },
+            self.priority.as_str(),
+            r#"","created_at":""#,
+            &self.created_at,
+            r#"","payload":"#,
+            self.payload.get(),
+            "}",
+        ];
+        let mut rest = text;
+        for piece in pieces {
+            match rest.strip_prefix(piece) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        }
+        rest.is_empty()
     }
 
     /// The compact JSON encoding (one line).

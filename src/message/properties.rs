@@ -1,6 +1,7 @@
 //! Properties of message validation, over generated input: no input makes
 //! it panic, whatever passes the type rule cannot name a path, a valid
-//! message survives encoding unchanged, the payload keeps its bytes, and
+//! message survives encoding unchanged (and is recognised as its own
+//! encoding), the payload keeps its bytes, and
 //! `created_at` takes exactly the RFC 3339 offsets within ±23:59.
 
 use proptest::prelude::*;
@@ -55,8 +56,11 @@ proptest! {
         let m = Message::parse(text.as_bytes()).unwrap();
         prop_assert_eq!(m.payload.get(), payload.as_str());
         prop_assert_eq!(String::from_utf8(m.to_json_bytes()).unwrap(), text.clone());
+        // The hub keeps a posted text as is exactly when it is this encoding.
+        prop_assert!(m.is_encoded_as(&text));
         // Whitespace between tokens goes, nothing else changes.
         let spaced = text.replace('{', "{\n ").replace('[', "[ ");
+        prop_assert!(!m.is_encoded_as(&spaced));
         prop_assert_eq!(Message::parse(spaced.as_bytes()).unwrap(), m);
     }
 

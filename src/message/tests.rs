@@ -154,3 +154,33 @@ fn year_0000_is_refused_before_it_names_a_file() {
         .unwrap_err();
     assert_eq!(err.field, "created_at");
 }
+
+#[test]
+fn only_the_exact_compact_encoding_is_kept_as_sent() {
+    let m = Message::new(
+        "t",
+        "a",
+        None,
+        Priority::Low,
+        serde_json::json!({"k": [1, 2]}),
+    )
+    .unwrap();
+    let text = String::from_utf8(m.to_json_bytes()).unwrap();
+    assert!(m.is_encoded_as(&text));
+    let targeted = Message {
+        target: Some("b".into()),
+        ..m.clone()
+    };
+    let targeted_text = String::from_utf8(targeted.to_json_bytes()).unwrap();
+    assert!(targeted.is_encoded_as(&targeted_text));
+    assert!(!m.is_encoded_as(&targeted_text));
+    // Other field order, an extra byte, a cut or an upper-case id differ.
+    assert!(!m.is_encoded_as(&text.replacen(
+        r#""type":"t","source":"a""#,
+        r#""source":"a","type":"t""#,
+        1
+    )));
+    assert!(!m.is_encoded_as(&format!("{text} ")));
+    assert!(!m.is_encoded_as(&text[..text.len() - 1]));
+    assert!(!m.is_encoded_as(&text.to_uppercase()));
+}

@@ -32,7 +32,7 @@ pub async fn post(
     let mut valid = Vec::with_capacity(items.len());
     let mut slots = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
-        match check_item(item.get(), limit, access.only_source()) {
+        match check_item(item, limit, access.only_source()) {
             Ok(incoming) => {
                 slots.push(i);
                 valid.push(incoming);
@@ -105,7 +105,12 @@ fn split_items(raw: &[u8]) -> Result<(Vec<&RawValue>, bool), ApiError> {
 /// A valid, encoded message, or the `rejected` result that says why not.
 /// With a host credential (`only_source`), the source is that host: filled
 /// in when left out, and any other one is refused.
-fn check_item(text: &str, limit: u64, only_source: Option<&str>) -> Result<Incoming, ItemResult> {
+fn check_item(
+    item: &RawValue,
+    limit: u64,
+    only_source: Option<&str>,
+) -> Result<Incoming, ItemResult> {
+    let text = item.get();
     let rejected = |id: Option<Uuid>, error: String| ItemResult {
         id,
         status: ItemStatus::Rejected,
@@ -121,10 +126,12 @@ fn check_item(text: &str, limit: u64, only_source: Option<&str>) -> Result<Incom
         .map_err(|e| rejected(loose_id(text), MessageError::Shape(e).to_string()))?;
     // What a hand-written message leaves out, as the daemon fills it in
     // for outbox/ files (priority and payload have defaults already).
-    draft.id.get_or_insert_with(|| Uuid::now_v7().to_string());
-    draft.created_at.get_or_insert_with(now_rfc3339);
+    draft
+        .id
+        .get_or_insert_with(|| Uuid::now_v7().to_string().into());
+    draft.created_at.get_or_insert_with(|| now_rfc3339().into());
     if let Some(own) = only_source {
-        let source = draft.source.get_or_insert_with(|| own.to_string());
+        let source = draft.source.get_or_insert(own.into());
         if source != own {
             let id = draft.id.as_deref().and_then(|s| Uuid::parse_str(s).ok());
             return Err(rejected(
@@ -137,9 +144,16 @@ fn check_item(text: &str, limit: u64, only_source: Option<&str>) -> Result<Incom
     let msg = draft
         .complete(None)
         .map_err(|e| rejected(id, e.to_string()))?;
-    // The canonical one-line encoding: what is stored and delivered.
-    let json = serde_json::value::to_raw_value(&msg).map_err(|e| rejected(id, e.to_string()))?;
-    check_size(json.get().len(), limit).map_err(|e| rejected(id, e.to_string()))?;
+    // The canonical one-line encoding is what is stored and delivered; a
+    // daemon sends exactly that, so its bytes are kept as they came.
+    let json = if msg.is_encoded_as(text) {
+        item.to_owned()
+    } else {
+        let json =
+            serde_json::value::to_raw_value(&msg).map_err(|e| rejected(id, e.to_string()))?;
+        check_size(json.get().len(), limit).map_err(|e| rejected(id, e.to_string()))?;
+        json
+    };
     Ok(Incoming {
         id: msg.id,
         source: msg.source,

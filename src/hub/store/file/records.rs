@@ -33,6 +33,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::io::Write;
 
 use jiff::Timestamp;
 use serde::de::value::MapAccessDeserializer;
@@ -130,7 +131,8 @@ pub fn encode(rec: &Record<'_>, buf: &mut Vec<u8>) -> serde_json::Result<()> {
     let crc = crc32c::crc32c(&buf[start..]);
     // Every record is an object: its closing brace moves after the checksum.
     buf.pop();
-    buf.extend_from_slice(format!(",{CRC_KEY}{crc}}}\n").as_bytes());
+    // Writing into a Vec cannot fail.
+    let _ = writeln!(buf, ",{CRC_KEY}{crc}}}");
     Ok(())
 }
 
