@@ -1,7 +1,7 @@
 //! The burst: 10,000 files renamed into A's `outbox/` as fast as possible,
 //! timed until B's `inbox/` holds them all, beside the disk's floor for the
-//! same number of durable files one by one, and mesync's own inbox writer
-//! writing them alone. Each run starts a fresh hub and pair.
+//! same number of durable files one by one, mesync's own inbox writer
+//! writing them alone, and the bare creation of as many empty files. Each run starts a fresh hub and pair.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ pub fn run(plan: &Plan) -> Row {
     let mut mesync = Spread::new(Unit::Secs);
     let mut one_by_one = Spread::new(Unit::Secs);
     let mut batched = Spread::new(Unit::Secs);
+    let mut created = Spread::new(Unit::Secs);
     let mut renaming = Spread::new(Unit::Secs);
     let mut all_arrived = true;
     for run in 0..plan.runs {
@@ -33,6 +34,8 @@ pub fn run(plan: &Plan) -> Row {
         one_by_one.record(Floor::burst_one_by_one(n, &value).map(secs));
         settle_disk();
         batched.record(Floor::burst_spool(n, FLOOR_BATCH, &value).map(secs));
+        settle_disk();
+        created.record(Floor::burst_create(n).map(secs));
         settle_disk();
     }
     let renamed = renaming.median().unwrap_or(0.0);
@@ -50,8 +53,12 @@ pub fn run(plan: &Plan) -> Row {
                 figure: one_by_one,
             },
             Reference {
-                name: "the same number of files through mesync's inbox writer alone, batches of 1,000 (fsyncs on 4 threads, one dir fsync a batch)",
+                name: "the same number of files through mesync's inbox writer alone, batches of 1,000 (all written, then fsynced on 4 threads; one dir fsync a batch)",
                 figure: batched,
+            },
+            Reference {
+                name: "creating the same number of empty files, nothing written or fsynced",
+                figure: created,
             },
         ],
         met,

@@ -3,7 +3,8 @@
 //! renamed into place and its directory fsynced, the same calls mesync's
 //! spool makes; mesync's end-to-end path pays at least two of these (the
 //! hub's log and B's inbox file). A burst is also measured through mesync's
-//! own batch writer alone, which is what B's side of a burst must do.
+//! own batch writer alone, which is what B's side of a burst must do, and
+//! beside the bare creation of as many empty files.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -67,6 +68,22 @@ impl Floor {
         let start = Instant::now();
         for _ in 0..count {
             floor.one(bytes).map_err(|e| format!("durable file: {e}"))?;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// `count` empty files created one by one in a fresh dir, nothing
+    /// written and nothing fsynced: what the file system charges for new
+    /// files alone, which no writer of one file per message can go under.
+    pub fn burst_create(count: usize) -> Result<Duration, String> {
+        let floor = Floor::new()?;
+        let start = Instant::now();
+        for n in 0..count {
+            OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .open(floor.dest.join(format!("{n:08}.json")))
+                .map_err(|e| format!("creating a file: {e}"))?;
         }
         Ok(start.elapsed())
     }
