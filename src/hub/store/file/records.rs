@@ -33,7 +33,6 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write;
 
 use jiff::Timestamp;
 use serde::de::value::MapAccessDeserializer;
@@ -127,16 +126,82 @@ pub struct Expiry {
 /// Appends `rec` as one line, its checksum last.
 pub fn encode(rec: &Record<'_>, buf: &mut Vec<u8>) -> serde_json::Result<()> {
     let start = buf.len();
-    serde_json::to_writer(&mut *buf, rec)?;
+    match rec {
+        Record::Msg(m) if is_plain(m) => encode_msg(m, buf),
+        _ => serde_json::to_writer(&mut *buf, rec)?,
+    }
     let crc = crc32c::crc32c(&buf[start..]);
     // Every record is an object: its closing brace moves after the checksum.
     buf.pop();
-    // Writing into a Vec cannot fail.
-    let _ = writeln!(buf, ",{CRC_KEY}{crc}}}");
+    buf.push(b',');
+    buf.extend_from_slice(CRC_KEY.as_bytes());
+    push_decimal(buf, crc.into(), false);
+    buf.extend_from_slice(b"}\n");
     Ok(())
 }
 
 const CRC_KEY: &str = "\"crc\":";
+
+/// Appends `n` in decimal, with a minus sign when `negative`.
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64, negative: bool) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if negative {
+        buf.push(b'-');
+    }
+    buf.extend_from_slice(&digits[at..]);
+}
+
+/// Whether a message record's host names need no escaping in JSON (they
+/// always pass the host-id rule; this only guards [`encode_msg`]).
+fn is_plain(m: &MsgRecord<'_>) -> bool {
+    let plain = |h: &str| {
+        h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    };
+    plain(&m.from) && m.to.iter().flatten().all(|h| plain(h))
+}
+
+/// The `msg` record written directly, byte for byte what serde writes for
+/// it (the hub writes one per message it takes, on its one writer thread).
+fn encode_msg(m: &MsgRecord<'_>, buf: &mut Vec<u8>) {
+    let mut id = Uuid::encode_buffer();
+    buf.extend_from_slice(br#"{"op":"msg","seq":"#);
+    push_decimal(buf, m.seq, false);
+    buf.extend_from_slice(br#","id":""#);
+    buf.extend_from_slice(m.id.hyphenated().encode_lower(&mut id).as_bytes());
+    buf.extend_from_slice(br#"","t":"#);
+    push_decimal(buf, m.t.unsigned_abs(), m.t < 0);
+    buf.extend_from_slice(br#","from":""#);
+    buf.extend_from_slice(m.from.as_bytes());
+    buf.extend_from_slice(br#"","to":"#);
+    match &m.to {
+        None => buf.extend_from_slice(b"null"),
+        Some(hosts) => {
+            buf.push(b'[');
+            for (i, h) in hosts.iter().enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.push(b'"');
+                buf.extend_from_slice(h.as_bytes());
+                buf.push(b'"');
+            }
+            buf.push(b']');
+        }
+    }
+    buf.extend_from_slice(br#","msg":"#);
+    buf.extend_from_slice(m.msg.get().as_bytes());
+    buf.push(b'}');
+}
 
 /// How a line's checksum compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
