@@ -6,6 +6,7 @@
 //! Errors name the field and say what is wrong with it. The payload travels
 //! as the sender wrote it ([`payload`]); `created_at` is strict RFC 3339 ([`time`]).
 
+mod compact;
 mod payload;
 mod time;
 
@@ -271,47 +272,6 @@ impl Message {
         let bytes = self.to_json_bytes();
         check_size(bytes.len(), limit)?;
         Ok(bytes)
-    }
-
-    /// Whether `text` is exactly this message's compact encoding, the one
-    /// [`Message::to_json_bytes`] writes (fields in order, no whitespace),
-    /// so the text itself can be stored instead of encoding the message
-    /// again. Compared piece by piece, with nothing allocated; the names,
-    /// the id and `created_at` of a valid message need no escaping.
-    pub fn is_encoded_as(&self, text: &str) -> bool {
-        let mut id = uuid::Uuid::encode_buffer();
-        let target = self.target.as_deref();
-        let pieces: [&str; 15] = [
-            r#"{"id":""#,
-            self.id.hyphenated().encode_lower(&mut id),
-            r#"","type":""#,
-            &self.kind,
-            r#"","source":""#,
-            &self.source,
-            match target {
-                Some(_) => r#"","target":""#,
-                None => r#"","target":null"#,
-            },
-            target.unwrap_or(""),
-            match target {
-                Some(_) => r#"","priority":""#,
-                None => r#","priority":""#,
-            },
-            self.priority.as_str(),
-            r#"","created_at":""#,
-            &self.created_at,
-            r#"","payload":"#,
-            self.payload.get(),
-            "}",
-        ];
-        let mut rest = text;
-        for piece in pieces {
-            match rest.strip_prefix(piece) {
-                Some(r) => rest = r,
-                None => return false,
-            }
-        }
-        rest.is_empty()
     }
 
     /// The compact JSON encoding (one line).

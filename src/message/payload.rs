@@ -32,7 +32,7 @@ pub fn compact_payload(raw: Box<RawValue>) -> Box<RawValue> {
     RawValue::from_string(out).unwrap_or(raw)
 }
 
-fn has_loose_whitespace(text: &str) -> bool {
+pub(super) fn has_loose_whitespace(text: &str) -> bool {
     // JSON whitespace is all below '!'; most payloads have no byte that low
     // at all, which this loop finds quickly (it runs for every message).
     if !text.bytes().any(|b| b <= b' ') {

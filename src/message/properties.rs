@@ -1,7 +1,7 @@
 //! Properties of message validation, over generated input: no input makes
 //! it panic, whatever passes the type rule cannot name a path, a valid
-//! message survives encoding unchanged (and is recognised as its own
-//! encoding), the payload keeps its bytes, and
+//! message survives encoding unchanged (and its encoding is read back
+//! field by field to the same message), the payload keeps its bytes, and
 //! `created_at` takes exactly the RFC 3339 offsets within ±23:59.
 
 use proptest::prelude::*;
@@ -56,12 +56,35 @@ proptest! {
         let m = Message::parse(text.as_bytes()).unwrap();
         prop_assert_eq!(m.payload.get(), payload.as_str());
         prop_assert_eq!(String::from_utf8(m.to_json_bytes()).unwrap(), text.clone());
-        // The hub keeps a posted text as is exactly when it is this encoding.
-        prop_assert!(m.is_encoded_as(&text));
+        // The hub reads this encoding field by field, to the same message.
+        prop_assert_eq!(Message::from_compact(&text), Some(m.clone()));
         // Whitespace between tokens goes, nothing else changes.
         let spaced = text.replace('{', "{\n ").replace('[', "[ ");
-        prop_assert!(!m.is_encoded_as(&spaced));
+        prop_assert_eq!(Message::from_compact(&spaced), None);
         prop_assert_eq!(Message::parse(spaced.as_bytes()).unwrap(), m);
+    }
+
+    #[test]
+    fn a_text_read_as_compact_is_the_message_the_full_parser_reads(
+        text in prop::sample::select(vec![
+            r#"{"id":"0193a0a4-7c1e-7d7e-9a2b-5f1d2c3b4a59","type":"t","source":"a","target":null,"priority":"high","created_at":"2026-11-24T10:30:00Z","payload":{"k":"v w"}}"#,
+            r#"{"id":"0193a0a4-7c1e-7d7e-9a2b-5f1d2c3b4a59","type":"t","source":"a","target":"b","priority":"low","created_at":"2026-11-24T10:30:00.5+02:00","payload":[1,{"x":null}]}"#,
+        ]),
+        at in any::<prop::sample::Index>(),
+        to in prop::sample::select(b" \"\\,:{}[]0aZ.-_\t".to_vec()),
+    ) {
+        // One byte changed anywhere: whenever the result is still one JSON
+        // value read as compact, the full parser reads the same message.
+        let mut bytes = text.as_bytes().to_vec();
+        let i = at.index(bytes.len());
+        bytes[i] = to;
+        let Ok(changed) = String::from_utf8(bytes) else { return Ok(()) };
+        if serde_json::from_str::<&RawValue>(&changed).is_err() {
+            return Ok(());
+        }
+        if let Some(m) = Message::from_compact(&changed) {
+            prop_assert_eq!(Message::parse(changed.as_bytes()).ok(), Some(m));
+        }
     }
 
     #[test]

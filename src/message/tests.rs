@@ -156,31 +156,33 @@ fn year_0000_is_refused_before_it_names_a_file() {
 }
 
 #[test]
-fn only_the_exact_compact_encoding_is_kept_as_sent() {
-    let m = Message::new(
-        "t",
-        "a",
-        None,
-        Priority::Low,
-        serde_json::json!({"k": [1, 2]}),
-    )
-    .unwrap();
+fn only_the_exact_compact_encoding_is_read_as_compact() {
+    let m = Message::new("t", "a", None, Priority::Low, json!({"k": [1, "x y"]})).unwrap();
     let text = String::from_utf8(m.to_json_bytes()).unwrap();
-    assert!(m.is_encoded_as(&text));
+    assert_eq!(Message::from_compact(&text), Some(m.clone()));
     let targeted = Message {
         target: Some("b".into()),
         ..m.clone()
     };
     let targeted_text = String::from_utf8(targeted.to_json_bytes()).unwrap();
-    assert!(targeted.is_encoded_as(&targeted_text));
-    assert!(!m.is_encoded_as(&targeted_text));
-    // Other field order, an extra byte, a cut or an upper-case id differ.
-    assert!(!m.is_encoded_as(&text.replacen(
-        r#""type":"t","source":"a""#,
-        r#""source":"a","type":"t""#,
-        1
-    )));
-    assert!(!m.is_encoded_as(&format!("{text} ")));
-    assert!(!m.is_encoded_as(&text[..text.len() - 1]));
-    assert!(!m.is_encoded_as(&text.to_uppercase()));
+    assert_eq!(Message::from_compact(&targeted_text), Some(targeted));
+    // Another order, whitespace, a field after the payload, an upper-case
+    // id, an escape or an invalid field: left to the full parser.
+    for other in [
+        text.replacen(
+            r#""type":"t","source":"a""#,
+            r#""source":"a","type":"t""#,
+            1,
+        ),
+        text.replacen(r#""k":"#, r#""k": "#, 1),
+        text.replacen(r#"]}}"#, r#"]},"x":1}"#, 1),
+        text.replacen(r#"]}}"#, r#"]},"payload":{}}"#, 1),
+        text.replacen(&m.id.to_string(), &m.id.to_string().to_uppercase(), 1),
+        text.replacen(r#""type":"t""#, r#""type":"\u0074""#, 1),
+        text.replacen(r#""type":"t""#, r#""type":"../t""#, 1),
+        text.replacen(r#""priority":"low""#, r#""priority":"urgent""#, 1),
+        text.replacen(r#""source":"a""#, r#""source":"a\"""#, 1),
+    ] {
+        assert_eq!(Message::from_compact(&other), None, "{other}");
+    }
 }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
@@ -19,7 +19,7 @@ use crate::hub::error::ApiError;
 use crate::hub::metrics::add;
 use crate::hub::store::Incoming;
 use crate::hub::Hub;
-use crate::message::{check_size, now_rfc3339, Draft, MessageError};
+use crate::message::{check_size, now_rfc3339, Draft, Message, MessageError};
 
 pub async fn post(
     State(hub): State<Arc<Hub>>,
@@ -74,7 +74,8 @@ pub async fn post(
         Some(r) if !batch && r.status == ItemStatus::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::OK,
     };
-    Ok((status, Json(PostResponse { results })).into_response())
+    let json = [(CONTENT_TYPE, "application/json")];
+    Ok((status, json, PostResponse { results }.to_json()).into_response())
 }
 
 /// The items of the body: the elements of an array, or the one value; and
@@ -122,6 +123,17 @@ fn check_item(
     // Measured as sent, before parsing: a huge item is refused for the
     // price of its length.
     check_size(text.len(), limit).map_err(|e| rejected(None, e.to_string()))?;
+    // What a daemon sends: already the compact encoding, kept as it came.
+    if let Some(msg) = Message::from_compact(text) {
+        if only_source.is_none_or(|own| own == msg.source) {
+            return Ok(Incoming {
+                id: msg.id,
+                source: msg.source,
+                target: msg.target,
+                json: item.to_owned(),
+            });
+        }
+    }
     let mut draft: Draft = serde_json::from_str(text)
         .map_err(|e| rejected(loose_id(text), MessageError::Shape(e).to_string()))?;
     // What a hand-written message leaves out, as the daemon fills it in
@@ -144,16 +156,9 @@ fn check_item(
     let msg = draft
         .complete(None)
         .map_err(|e| rejected(id, e.to_string()))?;
-    // The canonical one-line encoding is what is stored and delivered; a
-    // daemon sends exactly that, so its bytes are kept as they came.
-    let json = if msg.is_encoded_as(text) {
-        item.to_owned()
-    } else {
-        let json =
-            serde_json::value::to_raw_value(&msg).map_err(|e| rejected(id, e.to_string()))?;
-        check_size(json.get().len(), limit).map_err(|e| rejected(id, e.to_string()))?;
-        json
-    };
+    // The compact one-line encoding: what is stored and delivered.
+    let json = serde_json::value::to_raw_value(&msg).map_err(|e| rejected(id, e.to_string()))?;
+    check_size(json.get().len(), limit).map_err(|e| rejected(id, e.to_string()))?;
     Ok(Incoming {
         id: msg.id,
         source: msg.source,
