@@ -44,6 +44,48 @@ pub struct PostResponse {
     pub results: Vec<ItemResult>,
 }
 
+impl ItemStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Accepted => "accepted",
+            ItemStatus::Duplicate => "duplicate",
+            ItemStatus::Rejected => "rejected",
+        }
+    }
+}
+
+impl PostResponse {
+    /// The JSON answer, as serde writes it. The hub answers every post
+    /// with one entry per message, so the common answer (every entry an
+    /// id and a status, no error text to escape) is written directly.
+    pub fn to_json(&self) -> Vec<u8> {
+        if self
+            .results
+            .iter()
+            .any(|r| r.id.is_none() || r.error.is_some())
+        {
+            return serde_json::to_vec(self).unwrap_or_default();
+        }
+        let mut out = Vec::with_capacity(16 + self.results.len() * 64);
+        out.extend_from_slice(br#"{"results":["#);
+        let mut id = Uuid::encode_buffer();
+        for (i, r) in self.results.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"id":""#);
+            if let Some(u) = r.id {
+                out.extend_from_slice(u.hyphenated().encode_lower(&mut id).as_bytes());
+            }
+            out.extend_from_slice(br#"","status":""#);
+            out.extend_from_slice(r.status.as_str().as_bytes());
+            out.extend_from_slice(br#""}"#);
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AckRequest {
     pub ids: Vec<Uuid>,
@@ -107,4 +149,36 @@ pub struct Health {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_answer_is_written_as_serde_writes_it() {
+        let id = Uuid::now_v7();
+        let item = |status, error: Option<&str>| ItemResult {
+            id: Some(id),
+            status,
+            error: error.map(str::to_string),
+        };
+        for results in [
+            vec![],
+            vec![item(ItemStatus::Accepted, None)],
+            vec![
+                item(ItemStatus::Accepted, None),
+                item(ItemStatus::Duplicate, None),
+            ],
+            vec![item(ItemStatus::Rejected, Some("type \"x\" is bad"))],
+            vec![ItemResult {
+                id: None,
+                status: ItemStatus::Rejected,
+                error: Some("not JSON".into()),
+            }],
+        ] {
+            let answer = PostResponse { results };
+            assert_eq!(answer.to_json(), serde_json::to_vec(&answer).unwrap());
+        }
+    }
 }
