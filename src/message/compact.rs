@@ -66,6 +66,6 @@ impl Message {
 /// A string's text up to its closing quote, and what follows the quote.
 /// An escape makes it `None`: no valid name, id or time has one.
 fn quoted(s: &str) -> Option<(&str, &str)> {
-    let end = s.find(['"', '\\'])?;
+    let end = s.bytes().position(|b| b == b'"' || b == b'\\')?;
     (s.as_bytes()[end] == b'"').then(|| (&s[..end], &s[end + 1..]))
 }
