@@ -107,24 +107,21 @@ impl Cluster {
             sync_always,
             _tmp: tmp,
         };
-        // A JetStream cluster needs its routes configured up front: pick the
-        // route ports now (the system hands out free ones), clients' later.
-        let listeners: Vec<std::net::TcpListener> = (0..size)
-            .filter(|_| size > 1)
-            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a free port"))
-            .collect();
+        // A JetStream cluster needs its routes configured up front, and a
+        // node restarts on its old ports: pick them now, outside the range
+        // the system takes local ports of outgoing connections from, so no
+        // connection can be holding one when a node comes back.
+        let listeners: Vec<std::net::TcpListener> =
+            (0..2 * size).map(|_| free_listener()).collect();
         for i in 0..size {
             let name = format!("n{}", i + 1);
             let dir = cluster._tmp.path().join(&name);
-            let cluster_port = listeners
-                .get(i)
-                .and_then(|l| l.local_addr().ok())
-                .map_or(0, |a| a.port());
+            let port = |l: &std::net::TcpListener| l.local_addr().map_or(0, |a| a.port());
             cluster.nodes.push(Node {
                 proc: None,
                 name,
-                client_port: 0,
-                cluster_port,
+                client_port: port(&listeners[size + i]),
+                cluster_port: if size > 1 { port(&listeners[i]) } else { 0 },
                 dir,
             });
         }
@@ -196,36 +193,82 @@ impl Cluster {
         std::fs::create_dir_all(&node.dir).expect("node dir");
         let conf_path = node.dir.join("nats.conf");
         std::fs::write(&conf_path, conf).expect("write nats.conf");
-        let mut cmd = Command::new(server_bin());
-        cmd.arg("-c").arg(&conf_path);
-        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
-        unsafe {
-            cmd.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let proc = Proc::spawn(&format!("nats-{}", node.name), cmd);
+        let spawn = || {
+            let mut cmd = Command::new(server_bin());
+            cmd.arg("-c").arg(&conf_path);
+            // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            Proc::spawn(&format!("nats-{}", node.name), cmd)
+        };
         let port_in = |log: &str, what: &str| {
             log.lines()
                 .find(|l| l.contains(what))
                 .and_then(|l| l.rsplit(':').next())
                 .and_then(|p| p.trim().parse::<u16>().ok())
         };
+        let mut proc = spawn();
         let what = format!("nats-server {} to listen", node.name);
         let (client, route) = wait_for(&what, DEADLINE, || {
             let log = proc.log();
-            let client = port_in(&log, "Listening for client connections on")?;
-            let route = if cluster.is_empty() {
-                0
-            } else {
-                port_in(&log, "Listening for route connections on")?
-            };
-            Some((client, route))
+            let listening = port_in(&log, "Listening for client connections on").and_then(|c| {
+                if cluster.is_empty() {
+                    Some((c, 0))
+                } else {
+                    Some((c, port_in(&log, "Listening for route connections on")?))
+                }
+            });
+            if listening.is_none() && !proc.is_running() {
+                // A node restarted on its old ports may find one taken for a
+                // moment (as the local port of some connection): try again.
+                assert!(
+                    log.contains("address already in use"),
+                    "nats-server {} exited: {log}",
+                    node.name
+                );
+                eprintln!("a port of nats-server {} was busy for a moment", node.name);
+                proc = spawn();
+            }
+            listening
         });
         let node = &mut self.nodes[i];
         node.client_port = client;
         node.cluster_port = route;
         node.proc = Some(proc);
     }
+}
+
+/// A listener on a free loopback port below the system's range for the
+/// local ports of outgoing connections (`ip_local_port_range`), so that a
+/// port a node gives up when killed is still free when it comes back. Falls
+/// back to any free port.
+fn free_listener() -> std::net::TcpListener {
+    use std::hash::{BuildHasher, RandomState};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Ports handed out in this process: clusters of tests running side by
+    // side must not pick the same one between our bind and their node's.
+    static TAKEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    if low > 11_000 {
+        let span = u64::from(low - 10_000);
+        let start = RandomState::new().hash_one(std::process::id()) % span;
+        let mut taken = TAKEN.lock().unwrap_or_else(|e| e.into_inner());
+        for k in 0..span.min(2_000) {
+            let port = 10_000 + ((start + k * 7_919) % span) as u16;
+            if taken.contains(&port) {
+                continue;
+            }
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                taken.push(port);
+                return l;
+            }
+        }
+    }
+    std::net::TcpListener::bind("127.0.0.1:0").expect("a free port")
 }
