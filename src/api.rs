@@ -129,7 +129,8 @@ pub struct RawSequenced<'a> {
 pub struct HostInfo {
     pub id: String,
     pub registered_at: Option<String>,
-    pub last_seen: String,
+    /// Null for a host the hub has never heard from.
+    pub last_seen: Option<String>,
     pub streams: usize,
     pub pending: usize,
 }

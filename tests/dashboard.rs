@@ -6,6 +6,8 @@
 #[path = "common/browser.rs"]
 mod browser;
 mod common;
+#[path = "common/hub_tools.rs"]
+mod hub_tools;
 
 use browser::{Browser, Page};
 use common::{Hub, Machine};
@@ -53,6 +55,18 @@ fn dashboard_shows_hosts_counters_and_messages_as_they_pass() {
     page.wait_for(
         "accepted = 1",
         "document.querySelector('[data-key=accepted] .value').textContent === '1'",
+    );
+
+    // A mistyped target: listed with its queue, never seen, never registered.
+    hub_tools::send(
+        &hub,
+        &hub_tools::message("machine-1", Some("machine-3"), "t"),
+    );
+    page.wait_for(
+        "machine-3 never seen, never registered",
+        "[...document.querySelectorAll('#hosts tbody tr')].some(r => \
+         r.cells[0].textContent === 'machine-3' && r.cells[3].textContent === 'never' && \
+         r.cells[4].textContent === 'never')",
     );
 }
 

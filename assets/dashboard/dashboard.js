@@ -262,10 +262,10 @@ function hostRow(h) {
   state.title = h.streams + " open stream" + (h.streams === 1 ? "" : "s");
   const pending = el("td", "num" + (h.pending > 0 ? " backlog" : ""),
     h.pending.toLocaleString("en-US"));
-  const seen = el("td", "", up ? "now" : ago(h.last_seen));
-  seen.title = h.last_seen;
-  const reg = el("td", "muted", ago(h.registered_at));
-  reg.title = h.registered_at;
+  const seen = el("td", "", up ? "now" : h.last_seen ? ago(h.last_seen) : "never");
+  seen.title = h.last_seen || "";
+  const reg = el("td", "muted", h.registered_at ? ago(h.registered_at) : "never");
+  reg.title = h.registered_at || "";
   tr.append(el("td", "host", h.id), state, pending, seen, reg);
   return tr;
 }

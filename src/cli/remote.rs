@@ -34,7 +34,7 @@ pub async fn hosts(settings: &Settings) -> anyhow::Result<()> {
             [
                 h.id,
                 h.registered_at.unwrap_or_else(|| "never".to_string()),
-                h.last_seen,
+                h.last_seen.unwrap_or_else(|| "never".to_string()),
                 h.streams.to_string(),
                 h.pending.to_string(),
             ]

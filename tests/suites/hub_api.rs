@@ -99,6 +99,7 @@ fn targeted_message_waits_for_a_host_that_never_registered() {
         .collect();
     let expected = [("bystander", false), ("late", true), ("sender", false)];
     assert_eq!(listed, expected.map(|(h, never)| (json!(h), never)));
+    assert_eq!(host_info(&hub, "late").unwrap()["last_seen"], Value::Null);
     assert!(poll(&hub, "bystander", "").is_empty());
     let got = poll(&hub, "late", "");
     assert_eq!(got.len(), 1);

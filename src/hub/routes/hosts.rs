@@ -37,9 +37,9 @@ pub async fn list(State(hub): State<Arc<Hub>>) -> Result<Json<HostsResponse>, Ap
             }
             let streams = hub.presence.streams(&h.id);
             let last_seen = match (streams, h.registered_at) {
-                (0, Some(reg)) => h.last_seen.unwrap_or(reg).max(reg).to_string(),
-                (0, None) => h.last_seen.map(|t| t.to_string()).unwrap_or_default(),
-                _ => now.to_string(),
+                (0, Some(reg)) => Some(h.last_seen.unwrap_or(reg).max(reg).to_string()),
+                (0, None) => h.last_seen.map(|t| t.to_string()),
+                _ => Some(now.to_string()),
             };
             Some(HostInfo {
                 id: h.id,
