@@ -158,3 +158,38 @@ fn sequence_numbers_never_go_backwards_after_records_are_lost() {
     assert!(after[0].0 > seen, "{after:?}");
     assert_eq!(after[0].1, m);
 }
+
+#[test]
+fn start_with_hub_refuses_a_missing_segment_too_and_takes_repair() {
+    let (hub, _) = three_segments(1);
+    let segs = segments(&hub);
+    std::fs::remove_file(&segs[1]).unwrap();
+    let start = |extra: &[&str]| {
+        let mut cmd = mesync_cmd(&hub.base);
+        cmd.env("MESYNC_HOST_ID", "hub")
+            .args(["start", "--with-hub", "--bind", "127.0.0.1:0"])
+            .args(extra);
+        Proc::spawn("start-with-hub", cmd)
+    };
+    let mut refused = start(&[]);
+    let status = refused.wait_exit(common::DEADLINE);
+    assert_eq!(status.code(), Some(1), "{}", refused.log());
+    let log = refused.log();
+    assert!(
+        log.contains("segment-0000000002.jsonl") && log.contains("start --with-hub --repair"),
+        "{log}"
+    );
+
+    let mut repairing = start(&["--repair"]);
+    let addr = repairing.hub_addr().expect("the repairing hub binds");
+    common::wait_until("the repairing hub to answer", common::DEADLINE, || {
+        reqwest::blocking::get(format!("http://{addr}/healthz"))
+            .is_ok_and(|r| r.status().is_success())
+    });
+    assert!(
+        repairing.log().contains("segment missing"),
+        "{}",
+        repairing.log()
+    );
+    assert!(repairing.terminate().success());
+}

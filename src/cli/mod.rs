@@ -175,6 +175,10 @@ pub struct StartArgs {
     /// Also run the hub in this process, and point the daemon at it
     #[arg(long)]
     pub with_hub: bool,
+    /// With --with-hub: start the hub even if a segment of its data dir is
+    /// missing or damaged, and log exactly what is lost (as `serve --repair`)
+    #[arg(long, requires = "with_hub")]
+    pub repair: bool,
     /// One outbox pass and one inbox pull, then exit
     #[arg(long)]
     pub once: bool,

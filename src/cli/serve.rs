@@ -34,7 +34,10 @@ pub async fn serve(settings: &Settings, args: ServeArgs, reload: Reload) -> anyh
 
 /// The daemon tells the service manager itself when it is running.
 pub async fn start(settings: &Settings, args: StartArgs, reload: Reload) -> anyhow::Result<()> {
-    let cfg = settings.hub();
+    let cfg = HubConfig {
+        repair: args.repair,
+        ..settings.hub()
+    };
     let reload = match args.with_hub {
         true => reload.rereading(cfg.reread.clone()),
         false => reload,

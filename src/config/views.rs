@@ -19,7 +19,8 @@ pub struct HubConfig {
     pub retention: Duration,
     pub dedupe_window: Duration,
     pub max_message_bytes: u64,
-    /// `serve --repair`: start despite a missing or damaged segment.
+    /// `serve --repair` (or `start --with-hub --repair`): start despite a
+    /// missing or damaged segment.
     pub repair: bool,
     pub max_connections: usize,
     pub header_timeout: Duration,

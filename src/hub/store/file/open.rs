@@ -84,7 +84,7 @@ fn missing_segments(
         let path = segment_path(dir, *id);
         if !repair {
             anyhow::bail!(
-                "segment file {} is missing (it is listed in {}): the messages in it would be lost; restore it, or start with `mesync serve --repair` to go on without it",
+                "segment file {} is missing (it is listed in {}): the messages in it would be lost; restore it, or start the hub with `--repair` (`mesync serve --repair`, or `mesync start --with-hub --repair`) to go on without it",
                 path.display(),
                 manifest::path(dir).display()
             );

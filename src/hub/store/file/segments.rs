@@ -327,7 +327,7 @@ pub fn read_lines(id: u64, path: &Path, may_cut: bool) -> Result<SegmentLines> {
         let Some(end) = bytes[offset..].iter().position(|b| *b == b'\n') else {
             if !may_cut {
                 anyhow::bail!(
-                    "{} ends in an incomplete line although it is not the newest segment: the file was damaged; restore it, or start with `mesync serve --repair` to cut the line off",
+                    "{} ends in an incomplete line although it is not the newest segment: the file was damaged; restore it, or start the hub with `--repair` (`mesync serve --repair`, or `mesync start --with-hub --repair`) to cut the line off",
                     path.display()
                 );
             }
