@@ -81,15 +81,7 @@ fn queue(hub: &Hub, host: &str, originals: &HashMap<String, Value>) -> Vec<(Stri
 fn a_first_format_data_dir_converts_without_losing_anything() {
     let mut hub = converted_hub();
     let originals = original_messages();
-    let pending: Vec<(String, u64)> = hosts(&hub)
-        .iter()
-        .map(|h| {
-            (
-                h["id"].as_str().unwrap().to_string(),
-                h["pending"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let pending = pending_by_host(&hub);
     let names = |v: &[(&str, u64)]| {
         v.iter()
             .map(|(h, n)| (h.to_string(), *n))

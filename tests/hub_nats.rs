@@ -15,19 +15,6 @@ use common::{wait_until, Hub, DEADLINE};
 use hub_tools::*;
 use serde_json::{json, Value};
 
-fn fleet(hub: &Hub) -> Vec<(Value, Value, Value)> {
-    hosts(hub)
-        .into_iter()
-        .map(|h| {
-            (
-                h["id"].clone(),
-                h["registered_at"].clone(),
-                h["pending"].clone(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn hubs_on_one_cluster_serve_one_fleet() {
     let nats = Cluster::start(3);

@@ -282,7 +282,10 @@ impl Spool {
                     scope.spawn(move || {
                         let open: Vec<_> = part
                             .iter()
-                            .map(|(name, bytes)| create_unsynced(path_for(name), bytes))
+                            .map(|(name, bytes)| {
+                                let created = create_unsynced(path_for(name), bytes);
+                                created.inspect(|(_, file)| start_writeback(file))
+                            })
                             .collect();
                         written.wait();
                         open.into_iter()
@@ -318,13 +321,7 @@ const MAX_WRITERS: usize = 4;
 /// returns it open for appending. The caller fsyncs the directory when the
 /// new name itself must survive a crash.
 pub fn create_synced(path: &Path, bytes: &[u8]) -> Result<File> {
-    // 0600 whatever the directory's mode: messages are for this user only.
-    let mut file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = open_new(path)?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))?;
@@ -348,24 +345,26 @@ pub fn warn_if_readable(dir: &Path, what: &str) {
     }
 }
 
-/// [`create_synced`], removing what it left if it failed: a full disk must
-/// not fill a directory with halves.
-/// Creates `path` holding `bytes` and asks the kernel to start writing it
-/// out, without waiting: [`sync_or_clean`] makes it durable. A failure
-/// removes the file.
-fn create_unsynced(path: PathBuf, bytes: &[u8]) -> Result<(PathBuf, File)> {
-    let created = OpenOptions::new()
+/// Creates `path` (which must not exist), open for appending.
+fn open_new(path: &Path) -> Result<File> {
+    // 0600 whatever the directory's mode: messages are for this user only.
+    OpenOptions::new()
         .create_new(true)
-        .write(true)
+        .append(true)
         .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()));
-    let mut file = created?;
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))
+}
+
+/// Creates `path` holding `bytes`, not yet durable: [`sync_or_clean`] makes
+/// it so. A failure to write removes the file: a full disk must not fill a
+/// directory with halves.
+fn create_unsynced(path: PathBuf, bytes: &[u8]) -> Result<(PathBuf, File)> {
+    let mut file = open_new(&path)?;
     if let Err(e) = file.write_all(bytes) {
         let _ = fs::remove_file(&path);
         return Err(e).with_context(|| format!("writing {}", path.display()));
     }
-    start_writeback(&file);
     Ok((path, file))
 }
 
@@ -397,14 +396,9 @@ fn start_writeback(file: &File) {
     let _ = file;
 }
 
+/// Creates `path` holding `bytes`, durably, or leaves nothing behind.
 fn create_or_clean(path: PathBuf, bytes: &[u8]) -> Result<PathBuf> {
-    match create_synced(&path, bytes) {
-        Ok(_) => Ok(path),
-        Err(e) => {
-            let _ = fs::remove_file(&path);
-            Err(e)
-        }
-    }
+    create_unsynced(path, bytes).and_then(sync_or_clean)
 }
 
 /// Names mesync treats as messages: `*.json`, not hidden (foreign writers use

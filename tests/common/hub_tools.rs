@@ -76,6 +76,34 @@ pub fn hosts(hub: &Hub) -> Vec<Value> {
     v["hosts"].as_array().unwrap().clone()
 }
 
+/// Each host's id and pending count, as `GET /v1/hosts` lists them.
+pub fn pending_by_host(hub: &Hub) -> Vec<(String, u64)> {
+    hosts(hub)
+        .iter()
+        .map(|h| {
+            (
+                h["id"].as_str().unwrap().to_string(),
+                h["pending"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// What a hub must keep of each host across restarts and hubs: id,
+/// registration time and pending count (last_seen lives in memory only).
+pub fn fleet(hub: &Hub) -> Vec<(Value, Value, Value)> {
+    hosts(hub)
+        .into_iter()
+        .map(|h| {
+            (
+                h["id"].clone(),
+                h["registered_at"].clone(),
+                h["pending"].clone(),
+            )
+        })
+        .collect()
+}
+
 pub fn host_info(hub: &Hub, id: &str) -> Option<Value> {
     hub.host(id)
 }

@@ -73,15 +73,7 @@ fn broadcast_reaches_every_registered_host_but_the_sender() {
     assert_eq!(poll(&hub, "b", "")[0].1, m);
     assert_eq!(poll(&hub, "c", "").len(), 1);
     assert!(poll(&hub, "a", "").is_empty());
-    let pending: Vec<(String, u64)> = hosts(&hub)
-        .iter()
-        .map(|h| {
-            (
-                h["id"].as_str().unwrap().to_string(),
-                h["pending"].as_u64().unwrap(),
-            )
-        })
-        .collect();
+    let pending = pending_by_host(&hub);
     assert_eq!(pending, [("a".into(), 0), ("b".into(), 1), ("c".into(), 1)]);
 }
 

@@ -23,24 +23,12 @@ fn kill9_keeps_unacked_forgets_acked_and_still_dedupes() {
     send(&hub, &m3);
     assert_eq!(ack(&hub, "b", &[id_of(&m1)]), 1);
     // last_seen is kept in memory only; the rest must survive.
-    let durable = |hub: &Hub| -> Vec<(Value, Value, Value)> {
-        hosts(hub)
-            .into_iter()
-            .map(|h| {
-                (
-                    h["id"].clone(),
-                    h["registered_at"].clone(),
-                    h["pending"].clone(),
-                )
-            })
-            .collect()
-    };
-    let before = durable(&hub);
+    let before = fleet(&hub);
 
     hub.proc.kill9();
     hub.restart(&[]);
 
-    assert_eq!(durable(&hub), before);
+    assert_eq!(fleet(&hub), before);
     assert_eq!(poll(&hub, "b", ""), [(2, m2.clone())]);
     assert_eq!(poll(&hub, "c", ""), [(1, m1.clone()), (2, m2.clone())]);
     // Sequence numbers are the log's: m3 is the third message accepted.

@@ -160,13 +160,10 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64, negative: bool) {
     buf.extend_from_slice(&digits[at..]);
 }
 
-/// Whether a message record's host names need no escaping in JSON (they
-/// always pass the host-id rule; this only guards [`encode_msg`]).
+/// Whether a message record's host names pass the host-id rule, so need no
+/// escaping in JSON (they always do; this only guards [`encode_msg`]).
 fn is_plain(m: &MsgRecord<'_>) -> bool {
-    let plain = |h: &str| {
-        h.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-    };
+    let plain = |h: &str| validate_host_id("host", h).is_ok();
     plain(&m.from) && m.to.iter().flatten().all(|h| plain(h))
 }
 

@@ -99,14 +99,18 @@ async fn update<T>(
         .unwrap_or_else(|| StoreError("NATS JetStream: a host cursor is contended".into())))
 }
 
-pub async fn register(store: &NatsStore, host: &str) -> StoreResult<()> {
-    let last = store
-        .stream
-        .get_info()
-        .await
+/// The stream's last sequence number: where a host registered now begins,
+/// and what a deleted host's queue ends at.
+async fn last_sequence(store: &NatsStore) -> StoreResult<u64> {
+    let info = store.stream.get_info().await;
+    Ok(info
         .map_err(|e| err("reading the stream")(&e))?
         .state
-        .last_sequence;
+        .last_sequence)
+}
+
+pub async fn register(store: &NatsStore, host: &str) -> StoreResult<()> {
+    let last = last_sequence(store).await?;
     update(store, host, |_, current| {
         let current = current.cloned().unwrap_or_default();
         if current.registered_at.is_some() {
@@ -149,13 +153,7 @@ pub async fn delete(store: &NatsStore, host: &str) -> StoreResult<bool> {
         let ix = store.index();
         ix.is_registered(host) || ix.pending(host) > 0
     };
-    let last = store
-        .stream
-        .get_info()
-        .await
-        .map_err(|e| err("reading the stream")(&e))?
-        .state
-        .last_sequence;
+    let last = last_sequence(store).await?;
     store
         .stream
         .purge()
